@@ -17,6 +17,7 @@ import random
 import re
 from collections.abc import Mapping
 from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 from gift.errors import ConfigError, check_choice, check_range
@@ -37,6 +38,8 @@ LINES: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 MOVE_PATTERN = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 START_MODES = ("train", "empty")
+DEFAULT_OPPONENT: Mapping[str, Any] = MappingProxyType({"kind": "epsilon", "epsilon": 0.5})
+"""Used when `opponent` is None: a perfect player that plays a random move half of the time."""
 
 
 # --------------------------------------------------------------------------- pure board functions
@@ -185,7 +188,9 @@ class EpsilonPlayer(Opponent):
         return format_move(request.rng.choice(optimal_moves(board, mark)))
 
 
-BOTS: Mapping[str, type[Opponent]] = {"random": RandomPlayer, "perfect": PerfectPlayer, "epsilon": EpsilonPlayer}
+BOTS: Mapping[str, type[Opponent]] = MappingProxyType(
+    {"random": RandomPlayer, "perfect": PerfectPlayer, "epsilon": EpsilonPlayer}
+)
 
 
 # --------------------------------------------------------------------------- prompt text
@@ -237,7 +242,7 @@ def describe_position(board: Board, seat: int, variant: random.Random) -> str:
 class TicTacToe(TextGame):
     """TicTacToe against an opponent: win 1 (success), draw 0.5, loss 0; an illegal move costs -0.1 and a turn.
 
-    Options: `opponent` (bot name, {"kind": ...} dict or `Opponent`), `start` ("train": the paper's training
+    Options: `opponent` (bot name, {"kind": ...} dict or `Opponent`; None = `DEFAULT_OPPONENT`), `start` ("train": the paper's training
     start with a random seat and an optional random pre-round; "empty": an empty board with a random first
     player, used for evaluation), `opponent_tries` (attempts the opponent gets per move before it forfeits).
     """
@@ -256,7 +261,7 @@ class TicTacToe(TextGame):
     ) -> None:
         super().__init__(max_turns=max_turns, parser=parser)
         if opponent is None:
-            opponent = {"kind": "epsilon", "epsilon": 0.5}
+            opponent = dict(DEFAULT_OPPONENT)
         check_choice(f"{self.id}: start", start, START_MODES)
         if isinstance(opponent_tries, bool) or not isinstance(opponent_tries, int) or opponent_tries < 1:
             raise ConfigError(f"{self.id}: opponent_tries={opponent_tries!r} must be an integer >= 1")
@@ -312,7 +317,9 @@ class TicTacToe(TextGame):
             return self._illegal(f"No move of the form (row, col) was found in your answer {action!r}.")
         row, col = move
         if not (1 <= row <= 3 and 1 <= col <= 3):
-            return self._illegal(f"Your move ({row}, {col}) is off the board; rows and columns run from 1 to 3.")
+            return self._illegal(
+                f"Your move ({row}, {col}) is off the board; rows and columns run from 1 to 3."
+            )
         cell = rc_to_cell(row, col)
         if self.board[cell] != EMPTY:
             return self._illegal(f"Cell ({row}, {col}) is already taken by '{self.board[cell]}'.")
@@ -385,9 +392,14 @@ class TicTacToe(TextGame):
 
     def render(self) -> str:
         text = describe_position(self.board, self.seat, self._variant("player"))
-        if self.done and self.seed is not None and is_terminal(self.board):
+        if self.done and self.seed is not None:
             won = winner(self.board)
-            result = "a draw" if won is None else ("won by you" if won == self.mark else "won by your opponent")
+            if won is not None:
+                result = "you won" if won == self.mark else "your opponent won"
+            elif is_full(self.board):
+                result = "it is a draw"
+            else:
+                result = "it stopped before a result"
             return f"{text}\n\nThe game is over: {result}."
         return (
             f"{text}\n\n## Your Turn\nYou are Player {self.seat} ('{self.mark}'). "
