@@ -238,7 +238,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+            raise ConfigError(
+                f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
         data = loaded
@@ -251,6 +253,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         return Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_one_line(err, data)) from None
+
+
+def default_config_path() -> Path:
+    """The default run's config, shipped inside the package (`gift train` with no config)."""
+    return Path(__file__).parent / "data" / "default.yaml"
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

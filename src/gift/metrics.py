@@ -45,7 +45,9 @@ class MetricsLogger:
         clean = {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool) or v is None}
         with self.path.open("a") as fh:
             fh.write(json.dumps({"step": step, **clean}, allow_nan=True) + "\n")
-        scalars = {k: float(v) for k, v in clean.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        scalars = {
+            k: float(v) for k, v in clean.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         if self._tb is not None:
             for key, value in scalars.items():
                 if math.isfinite(value):

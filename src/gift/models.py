@@ -81,7 +81,9 @@ def resolve_model(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ConfigError(f"model={name!r}: folder has no config.json (expected a Hugging Face model folder)")
+            raise ConfigError(
+                f"model={name!r}: folder has no config.json (expected a Hugging Face model folder)"
+            )
         return str(path)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/") and name.count("/") > 1:
         raise ConfigError(f"model={name!r}: no such folder; use 'embedded', a model folder or a hub id")
@@ -99,7 +101,10 @@ def _tiny_corpus() -> list[str]:
         "Compute 3/4 + 5/6 and solve 2x + 3 = 11. Reward: 0.5 -0.1 1 0",
     ]
     digits = " ".join(str(i) for i in range(200))
-    return lines * 20 + [digits, "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?()[]{}<>|/+-*=_'\"#%&"]
+    return lines * 20 + [
+        digits,
+        "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?()[]{}<>|/+-*=_'\"#%&",
+    ]
 
 
 def build_tiny_model(path: str | os.PathLike, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:

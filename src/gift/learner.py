@@ -1,0 +1,214 @@
+"""The StarPO* update on a step's trajectories: advantages, group filtering, then PPO-clip mini-batches.
+
+Kept small and top-to-bottom like CleanRL: `prepare_update` turns trajectories into per-trajectory advantages and
+picks the groups to train on; `ppo_update` runs epochs × mini-batches × micro-batches of forward/backward with
+gradient accumulation and one optimizer step per mini-batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gift.algorithms import compute_advantages, filter_groups, gather_logprobs, policy_loss
+from gift.algorithms.losses import entropy_from_logits
+from gift.config import AlgorithmSettings
+from gift.rollout import Trajectory
+
+
+@dataclass
+class UpdatePlan:
+    """The trajectories selected for the update and their advantages, plus filter statistics for metrics."""
+
+    trajectories: list[Trajectory]
+    advantages: list[float]
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_update(trajectories: Sequence[Trajectory], algo: AlgorithmSettings) -> UpdatePlan:
+    """Drop opponent failures, compute group advantages, keep the top groups by reward std."""
+    usable = [t for t in trajectories if not t.opponent_failed]
+    stats = {"dropped_opponent_failed": float(len(trajectories) - len(usable))}
+    if not usable:
+        return UpdatePlan([], [], {**stats, "groups_total": 0.0, "groups_kept": 0.0})
+    rewards = torch.tensor([t.total_reward for t in usable], dtype=torch.float32)
+    group_ids = torch.tensor([t.group_id for t in usable], dtype=torch.long)
+    advantages = compute_advantages(rewards, group_ids, estimator=algo.estimator)
+    kept = filter_groups(rewards, group_ids, keep_ratio=algo.keep_ratio, drop_zero_std=algo.drop_zero_std)
+    stats.update(
+        groups_total=float(kept.n_groups),
+        groups_kept=float(kept.n_kept),
+        groups_zero_std=float(kept.n_zero_std),
+    )
+    mask = kept.keep_mask.tolist()
+    chosen = [i for i, keep in enumerate(mask) if keep]
+    return UpdatePlan([usable[i] for i in chosen], [float(advantages[i]) for i in chosen], stats)
+
+
+def _pad_batch(trajs: Sequence[Trajectory], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded input ids, attention mask and the loss mask aligned with next-token targets."""
+    width = max(len(t.input_ids) for t in trajs)
+    ids = torch.full((len(trajs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(trajs), width), dtype=torch.long)
+    mask = torch.zeros((len(trajs), width), dtype=torch.float32)
+    for row, t in enumerate(trajs):
+        n = len(t.input_ids)
+        ids[row, :n] = torch.tensor(t.input_ids)
+        attn[row, :n] = 1
+        mask[row, :n] = torch.tensor(t.loss_mask, dtype=torch.float32)
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": attn.to(device),
+        "loss_mask": mask[:, 1:].to(device),
+    }
+
+
+def token_logprobs(
+    model: Any, batch: dict[str, torch.Tensor], with_entropy: bool
+) -> tuple[torch.Tensor, Any]:
+    """Log-probs of each next token (and the policy entropy there), shape [B, T-1]."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    logits = out.logits[:, :-1].float()
+    logprobs = gather_logprobs(logits, batch["input_ids"][:, 1:])
+    entropy = entropy_from_logits(logits) if with_entropy else None
+    return logprobs, entropy
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def ppo_update(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    plan: UpdatePlan,
+    algo: AlgorithmSettings,
+    accelerator: Any,
+    pad_id: int,
+    step_seed: int,
+    ref_model: Any = None,
+    micro_batches_per_minibatch: Sequence[int] | None = None,
+    spare: Trajectory | None = None,
+) -> dict[str, float]:
+    """PPO epochs over the plan; returns averaged metrics. Every process must call this the same number of times.
+
+    `micro_batches_per_minibatch` (from `plan_shape`, identical on every process) fixes how many forward/backward
+    passes each mini-batch makes; a process with fewer real micro-batches runs zero-weighted ones on a spare
+    trajectory (`spare`, any trajectory of this process) so that distributed gradient synchronisation never
+    waits for a missing backward.
+    """
+    device = accelerator.device
+    n = len(plan.trajectories)
+    generator = torch.Generator().manual_seed(step_seed)
+    shape = list(micro_batches_per_minibatch or [])
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    grad_norms: list[float] = []
+    spares = plan.trajectories[:1] or ([spare] if spare is not None else [])
+
+    need_old = algo.ppo_epochs > 1 or len(shape) > 1
+    old: list[torch.Tensor | None] = [None] * n
+    if need_old and n:
+        with torch.no_grad():
+            for idx in _chunks(list(range(n)), algo.micro_batch_size):
+                batch = _pad_batch([plan.trajectories[i] for i in idx], pad_id, device)
+                lp, _ = token_logprobs(model, batch, with_entropy=False)
+                for row, i in enumerate(idx):
+                    old[i] = lp[row, : len(plan.trajectories[i].input_ids) - 1].detach()
+
+    for _epoch in range(algo.ppo_epochs):
+        order = torch.randperm(n, generator=generator).tolist() if n else []
+        minibatches = _chunks(order, algo.mini_batch_size)
+        for mb_index, micro_count in enumerate(shape):
+            members = minibatches[mb_index] if mb_index < len(minibatches) else []
+            micros = _chunks(members, algo.micro_batch_size)
+            tokens = sum(sum(plan.trajectories[i].loss_mask) for i in members)
+            # Global normaliser: DDP averages gradients over processes, so scale by the world size.
+            total = torch.tensor([float(tokens)], device=device)
+            total = float(accelerator.reduce(total, reduction="sum").item())
+            normaliser = max(total, 1.0) / accelerator.num_processes
+            for m in range(micro_count):
+                idx = micros[m] if m < len(micros) else []
+                real = bool(idx)
+                trajs = [plan.trajectories[i] for i in idx] if real else spares
+                if not trajs:
+                    raise RuntimeError("ppo_update: a padding micro-batch needs a spare trajectory")
+                batch = _pad_batch(trajs, pad_id, device)
+                logprobs, entropy = token_logprobs(model, batch, with_entropy=True)
+                width = logprobs.shape[1]
+                adv = torch.tensor([plan.advantages[i] for i in idx] if real else [0.0], device=device)
+                old_lp = torch.zeros_like(logprobs)
+                if need_old and real:
+                    for row, i in enumerate(idx):
+                        o = old[i]
+                        old_lp[row, : o.shape[0]] = o.to(device)
+                else:
+                    old_lp = logprobs.detach()
+                ref_lp = None
+                if ref_model is not None and algo.kl_coef > 0:
+                    with torch.no_grad():
+                        ref_lp, _ = token_logprobs(ref_model, batch, with_entropy=False)
+                mask = batch["loss_mask"][:, :width] * (1.0 if real else 0.0)
+                loss, metrics = policy_loss(
+                    logprobs,
+                    old_lp,
+                    adv[:, None].expand_as(logprobs),
+                    mask,
+                    clip_low=algo.clip_low,
+                    clip_high=algo.clip_high,
+                    dual_clip=algo.dual_clip,
+                    loss_agg=algo.loss_agg,
+                    entropy=entropy,
+                    entropy_coef=algo.entropy_coef,
+                    ref_logprobs=ref_lp,
+                    kl_coef=algo.kl_coef,
+                    normaliser=normaliser
+                    if algo.loss_agg == "token-mean"
+                    else _seq_normaliser(members, accelerator),
+                )
+                # Keep the graph connected even when every token is masked (padding micro-batches).
+                accelerator.backward(loss + 0.0 * logprobs.sum())
+                if real:
+                    w = float(metrics.get("n_tokens", 0.0))
+                    for key, value in metrics.items():
+                        if isinstance(value, float) and math.isfinite(value) and key != "n_tokens":
+                            sums[key] = sums.get(key, 0.0) + value * w
+                            weights[key] = weights.get(key, 0.0) + w
+            norm = accelerator.clip_grad_norm_(model.parameters(), algo.grad_clip)
+            grad_norms.append(float(norm))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    out = {k: sums[k] / weights[k] for k in sums if weights.get(k)}
+    if grad_norms:
+        out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        out["grad_norm_max"] = max(grad_norms)
+    out["optimizer_steps"] = float(len(grad_norms))
+    return out
+
+
+def _seq_normaliser(members: list[int], accelerator: Any) -> float:
+    """Sequence-mean modes: the number of sequences in the mini-batch across processes, per process share."""
+    total = torch.tensor([float(len(members))], device=accelerator.device)
+    total = float(accelerator.reduce(total, reduction="sum").item())
+    return max(total, 1.0) / accelerator.num_processes
+
+
+def plan_shape(n_trajectories: int, algo: AlgorithmSettings, accelerator: Any) -> list[int]:
+    """Micro-batches per mini-batch, the maximum over processes, so every process runs the same passes."""
+    local = [
+        len(_chunks(list(range(len(mb))), algo.micro_batch_size))
+        for mb in _chunks(list(range(n_trajectories)), algo.mini_batch_size)
+    ]
+    size = torch.tensor([float(len(local))], device=accelerator.device)
+    n_mb = int(accelerator.reduce(size, reduction="max").item())
+    padded = torch.zeros(max(n_mb, 1), device=accelerator.device)
+    for i, count in enumerate(local):
+        padded[i] = count
+    padded = accelerator.reduce(padded, reduction="max")
+    return [int(x) for x in padded.tolist()[:n_mb]]

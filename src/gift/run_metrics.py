@@ -1,0 +1,89 @@
+"""Per-step training metrics from trajectory records: overall, per task (mixed runs) and per sub-game (nested)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from gift.compose import summarize_subgames
+
+UPDATE_KEYS = {
+    "entropy_mean": "train/entropy",
+    "pg_clipfrac": "train/clip_frac",
+    "pg_clipfrac_lower": "train/dual_clip_frac",
+    "ppo_kl": "train/approx_kl",
+    "kl_mean": "train/kl",
+    "pg_loss": "train/pg_loss",
+    "ratio_mean": "train/ratio",
+    "grad_norm": "train/grad_norm",
+    "grad_norm_max": "train/grad_norm_max",
+    "optimizer_steps": "train/optimizer_steps",
+}
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else math.nan
+
+
+def outcome_metrics(records: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, float]:
+    """Reward, success, error rates and lengths of a set of trajectories (opponent failures excluded)."""
+    valid = [r for r in records if not r["opponent_failed"]]
+    turns = sum(r["num_turns"] for r in valid)
+    replies = [n for r in records for n in r["reply_lengths"]]
+    return {
+        f"{prefix}/reward": _mean(r["total_reward"] for r in valid),
+        f"{prefix}/success": _mean(float(r["success"]) for r in valid),
+        f"{prefix}/format_error_rate": sum(r["format_errors"] for r in valid) / turns if turns else math.nan,
+        f"{prefix}/invalid_rate": sum(r["invalid_actions"] for r in valid) / turns if turns else math.nan,
+        f"{prefix}/opponent_failures": float(sum(bool(r["opponent_failed"]) for r in records)),
+        f"{prefix}/reply_len": _mean(replies),
+        f"{prefix}/turns": _mean(r["num_turns"] for r in valid),
+        f"{prefix}/context_truncated": _mean(float(r["context_truncated"]) for r in records),
+    }
+
+
+def step_metrics(
+    records: Sequence[Mapping[str, Any]],
+    plan_stats: Sequence[Mapping[str, float]],
+    update: Mapping[str, float],
+) -> dict[str, float]:
+    """Everything logged for one step. `plan_stats` holds one filter summary per process."""
+    metrics = outcome_metrics(records, "train")
+    by_task: dict[str, list] = defaultdict(list)
+    for r in records:
+        by_task[r["task"]].append(r)
+    if len(by_task) > 1:
+        for task, recs in by_task.items():
+            metrics.update(outcome_metrics(recs, f"task/{task}"))
+    infos = [r["final_info"] for r in records if not r["opponent_failed"]]
+    if any("subgames" in info for info in infos):
+        metrics.update({f"sub/{k}": v for k, v in summarize_subgames(infos).items()})
+    for key in ("groups_total", "groups_kept", "groups_zero_std", "dropped_opponent_failed"):
+        metrics[f"train/{key}"] = float(sum(s.get(key, 0.0) for s in plan_stats))
+    metrics["train/trajectories"] = float(len(records))
+    for key, name in UPDATE_KEYS.items():
+        if key in update:
+            metrics[name] = float(update[key])
+    return metrics
+
+
+def summary_rows(rows: Sequence[Mapping[str, Any]], fraction: float = 0.2) -> list[dict[str, Any]]:
+    """First-steps vs last-steps means of every reward/success/format metric (the end-of-run table)."""
+    if not rows:
+        return []
+    window = max(1, int(len(rows) * fraction))
+    keys = sorted({k for r in rows for k in r if k.endswith(("/reward", "/success", "/format_error_rate"))})
+    out = []
+    for key in keys:
+        values = [
+            (r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float) and math.isfinite(r[key])
+        ]
+        if not values:
+            continue
+        first = _mean(v for _, v in values[:window])
+        last = _mean(v for _, v in values[-window:])
+        out.append({"metric": key, "first": first, "last": last, "steps": len(values), "window": window})
+    return out

@@ -1,0 +1,465 @@
+"""The training loop: rollouts of the policy against the games, the StarPO* update, metrics, checkpoints, resume.
+
+One code path from a laptop to a cluster: run `gift train CONFIG` directly, or `accelerate launch -m gift train
+CONFIG` for several processes (DDP; DeepSpeed/FSDP through accelerate configs). Each process plays its share of
+the step's rollout groups, filters and updates on them; gradients are averaged by the distributed wrapper.
+
+Read top to bottom: validate the config and build the tasks (before any model loads), load the model, then
+`for step: sample groups → rollouts → advantages/filter → PPO update → metrics → checkpoint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gift.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from gift.compose import Task, TaskSampler, preset_tasks
+from gift.config import Config, config_to_dict, load_config
+from gift.errors import ConfigError
+from gift.games.registry import spec as game_spec
+from gift.run_metrics import step_metrics, summary_rows
+
+SELF_PLAY = "self"
+"""Opponent option value that plays the policy itself (a frozen copy refreshed every rollout.self_play_refresh)."""
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+def _task_pairs(cfg: Config) -> list[tuple[Task, int]]:
+    """(task, groups per step) for the configured mode; validates ids and options by building each game once."""
+    t = cfg.task
+    if t.preset is not None:
+        if t.mode == "single":
+            raise ConfigError(f"task.mode=single cannot use task.preset={t.preset!r}; use nested or mixed")
+        groups = None if "groups" not in t.model_fields_set else t.groups
+        pairs = preset_tasks(t.preset, t.mode, t.game_options, groups, t.combinator, t.order)
+        if t.mode == "mixed" and t.groups_per_game:
+            pairs = [(task, t.groups_per_game.get(task.game, n)) for task, n in pairs]
+        return pairs
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for entry in t.games:
+        if isinstance(entry, str):
+            entries.append((entry, dict(t.game_options.get(entry, {}))))
+        else:
+            gid = str(entry.get("id", ""))
+            entries.append(
+                (gid, {**t.game_options.get(gid, {}), **{k: v for k, v in entry.items() if k != "id"}})
+            )
+    for gid, _ in entries:
+        game_spec(gid)
+    if t.mode == "nested":
+        options = {
+            "games": [{"id": g, **o} for g, o in entries],
+            "combinator": t.combinator,
+            "order": t.order,
+        }
+        return [(Task("nested", "nested-v0", options), t.groups)]
+    return [(Task(g, g, o), t.groups_per_game.get(g, t.groups)) for g, o in entries]
+
+
+def _uses_self_play(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_uses_self_play(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_uses_self_play(v) for v in value)
+    return value == SELF_PLAY or value == {"kind": SELF_PLAY}
+
+
+def _substitute_self(value: Any, opponent: Any) -> Any:
+    """Replace `opponent: self` anywhere in task options by the shared self-play opponent object."""
+    if isinstance(value, dict):
+        return {
+            k: (
+                opponent
+                if k == "opponent" and v in (SELF_PLAY, {"kind": SELF_PLAY})
+                else _substitute_self(v, opponent)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_substitute_self(v, opponent) for v in value]
+    return value
+
+
+def validate_tasks(pairs: Sequence[tuple[Task, int]]) -> None:
+    """Build every task's game once so bad game options fail with one line before any model loads."""
+    from gift.opponents import Opponent
+
+    class _Placeholder(Opponent):
+        name = "self-play (validation)"
+
+    for task, _ in pairs:
+        Task(task.name, task.game, _substitute_self(task.options, _Placeholder())).make()
+
+
+# ------------------------------------------------------------------------------------------------ model
+def load_policy(cfg: Config, path: str, device: Any, adapter_from: str | None = None) -> tuple[Any, Any]:
+    """Model and tokenizer from `path` with the configured dtype, LoRA and activation checkpointing."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = cfg.model.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if getattr(device, "type", "cpu") == "cuda" else "float32"
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    if cfg.model.lora is not None:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if adapter_from is not None:
+            model = PeftModel.from_pretrained(model, adapter_from, is_trainable=True)
+        else:
+            lora = cfg.model.lora
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=lora.r,
+                    lora_alpha=lora.alpha,
+                    lora_dropout=lora.dropout,
+                    target_modules=list(lora.target_modules),
+                    task_type="CAUSAL_LM",
+                ),
+            )
+    if cfg.model.activation_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model, tokenizer
+
+
+def _make_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
+    from gift.rollout import HFBackend, VLLMBackend
+
+    if cfg.rollout.backend == "vllm":
+        return VLLMBackend(path, tokenizer, gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
+    return HFBackend(model, tokenizer, max_batch=cfg.rollout.max_batch)
+
+
+def params_digest(model: Any) -> str:
+    """A short hash of every parameter, to check that distributed replicas stay identical."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------ run
+def _run_dir(cfg: Config, config_name: str | None) -> Path:
+    name = cfg.train.run_name or f"{config_name or 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
+    return Path(cfg.train.run_dir) / name
+
+
+def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str | None = None) -> Path:
+    """Run (or resume) a training run; returns its folder."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+    from transformers.utils import logging as hf_logging
+
+    from gift.algorithms import policy_loss  # noqa: F401  (fail early if the algorithms package is broken)
+    from gift.learner import plan_shape, ppo_update, prepare_update
+    from gift.metrics import MetricsLogger, truncate_after
+    from gift.models import resolve_model
+    from gift.rollout import RolloutConfig, run_rollouts
+
+    hf_logging.disable_progress_bar()
+    pairs = _task_pairs(cfg)
+    validate_tasks(pairs)
+    model_path = resolve_model(cfg.model.name)
+    run_dir = Path(resume) if resume is not None else _run_dir(cfg, config_name)
+    ckpt = latest_checkpoint(run_dir / "checkpoints") if resume is not None else None
+    if resume is not None and ckpt is None:
+        raise ConfigError(f"--resume {str(resume)!r}: no complete checkpoint under {run_dir / 'checkpoints'}")
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    accelerator = Accelerator(cpu=cfg.train.device == "cpu")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    random.seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+
+    weights_from = model_path
+    if ckpt is not None and cfg.model.lora is None:
+        weights_from = str(ckpt)
+    model, tokenizer = load_policy(
+        cfg,
+        weights_from,
+        accelerator.device,
+        adapter_from=str(ckpt) if ckpt is not None and cfg.model.lora else None,
+    )
+    model.to(accelerator.device)
+    ref_model = None
+    if cfg.algo.kl_coef > 0:
+        ref_model, _ = load_policy(
+            cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": None})}),
+            model_path,
+            accelerator.device,
+        )
+        ref_model.to(accelerator.device).eval().requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=cfg.algo.lr, betas=tuple(cfg.algo.betas), weight_decay=cfg.algo.weight_decay
+    )
+    warmup = cfg.algo.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    policy = accelerator.unwrap_model(model)
+    backend = _make_backend(cfg, policy, tokenizer, model_path)
+
+    self_play = None
+    if any(_uses_self_play(task.options) for task, _ in pairs):
+        from gift.opponents.policy import PolicyOpponent
+
+        self_play = PolicyOpponent.from_model(
+            policy, tokenizer, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature
+        )
+        pairs = [(Task(t.name, t.game, _substitute_self(t.options, self_play)), n) for t, n in pairs]
+    sampler = TaskSampler(pairs, group_size=cfg.task.group_size, base_seed=cfg.task.base_seed)
+
+    start = 0
+    if ckpt is not None:
+        state = load_trainer_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        if self_play is not None and "self_play" in state:
+            self_play.refresh(state["self_play"])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+    is_main = accelerator.is_main_process
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        truncate_after(run_dir / "metrics.jsonl", start)
+    work_dir = run_dir / "work"
+    accelerator.wait_for_everyone()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    logger = MetricsLogger(
+        run_dir,
+        tensorboard=cfg.train.tensorboard,
+        wandb_project=cfg.train.wandb_project,
+        config=config_to_dict(cfg),
+        run_name=run_dir.name,
+        enabled=is_main,
+    )
+    bar = None
+    if is_main and cfg.train.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.train.steps, initial=start, desc=run_dir.name, dynamic_ncols=True)
+
+    rollout_cfg = RolloutConfig(
+        system_prompt=cfg.rollout.system_prompt,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        max_context=cfg.rollout.max_context,
+        temperature=cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        max_batch=cfg.rollout.max_batch,
+    )
+    pad_id = tokenizer.pad_token_id
+    for step in range(start, cfg.train.steps):
+        t0 = time.perf_counter()
+        groups = sampler.next_batch()
+        mine = groups[rank::world]
+        games, seeds, gids, names = [], [], [], []
+        for group in mine:
+            for _ in range(group.size):
+                games.append(group.task.make())
+                seeds.append(group.seed)
+                gids.append(group.seed)
+                names.append(group.task.name)
+        rollout_cfg.seed = (cfg.train.seed * 1_000_003 + step) % 2**31
+        model.eval()
+        with torch.no_grad():
+            trajectories = run_rollouts(games, seeds, gids, backend, tokenizer, rollout_cfg, tasks=names)
+        t_rollout = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        model.train()
+        plan = prepare_update(trajectories, cfg.algo)
+        shape = plan_shape(len(plan.trajectories), cfg.algo, accelerator)
+        update = ppo_update(
+            model,
+            optimizer,
+            scheduler,
+            plan,
+            cfg.algo,
+            accelerator,
+            pad_id,
+            step_seed=cfg.train.seed * 7919 + step,
+            ref_model=ref_model,
+            micro_batches_per_minibatch=shape,
+            spare=trajectories[0] if trajectories else None,
+        )
+        backend.sync_weights(policy)
+        if self_play is not None and (step + 1) % cfg.rollout.self_play_refresh == 0:
+            self_play.refresh(policy)
+        t_update = time.perf_counter() - t1
+
+        records = gather_object([t.record() for t in trajectories])
+        plan_stats = gather_object([plan.stats])
+        with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
+            fh.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "rank": rank,
+                        "seeds": sorted({g.seed for g in mine}),
+                        "trajectories": len(trajectories),
+                    }
+                )
+                + "\n"
+            )
+        if is_main:
+            metrics = step_metrics(records, plan_stats, update)
+            generated = sum(sum(r["reply_lengths"]) for r in records)
+            metrics.update(
+                {
+                    "train/step_time": time.perf_counter() - t0,
+                    "train/rollout_time": t_rollout,
+                    "train/update_time": t_update,
+                    "train/tokens_per_s": generated / max(t_rollout, 1e-9),
+                    "train/lr": scheduler.get_last_lr()[0],
+                }
+            )
+            logger.log(step + 1, metrics)
+            if (step + 1) % cfg.train.sample_every == 0 or step == start:
+                _save_samples(run_dir, step + 1, records, cfg.train.samples_per_save)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{metrics['train/reward']:.3f}",
+                    success=f"{metrics['train/success']:.2f}",
+                    s=f"{metrics['train/step_time']:.1f}",
+                )
+        if (step + 1) % cfg.train.save_every == 0 or step + 1 == cfg.train.steps:
+            _checkpoint(
+                accelerator,
+                run_dir,
+                step + 1,
+                policy,
+                tokenizer,
+                optimizer,
+                scheduler,
+                sampler,
+                self_play,
+                cfg,
+            )
+
+    with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
+        fh.write(json.dumps({"final": True, "rank": rank, "digest": params_digest(policy)}) + "\n")
+    if bar is not None:
+        bar.close()
+    logger.close()
+    if is_main:
+        _finish(run_dir, cfg)
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
+def _checkpoint(
+    accelerator: Any,
+    run_dir: Path,
+    step: int,
+    policy: Any,
+    tokenizer: Any,
+    optimizer: Any,
+    scheduler: Any,
+    sampler: TaskSampler,
+    self_play: Any,
+    cfg: Config,
+) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "sampler": sampler.state_dict(),
+        }
+        if self_play is not None:
+            state["self_play"] = {
+                k: v.detach().cpu() for k, v in self_play.backend.model.state_dict().items()
+            }
+        save_checkpoint(
+            run_dir / "checkpoints",
+            step,
+            policy,
+            tokenizer,
+            state,
+            config_to_dict(cfg),
+            keep=cfg.train.keep_checkpoints,
+        )
+    accelerator.wait_for_everyone()
+
+
+def _save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> None:
+    """A few full trajectories (the first of each group first) as JSON lines."""
+    seen, chosen = set(), []
+    for rec in records:
+        if rec["group_id"] not in seen:
+            seen.add(rec["group_id"])
+            chosen.append(rec)
+    chosen = (chosen + [r for r in records if r not in chosen])[:count]
+    out = run_dir / "samples"
+    out.mkdir(exist_ok=True)
+    with (out / f"step-{step:06d}.jsonl").open("w") as fh:
+        for rec in chosen:
+            fh.write(json.dumps(rec, default=str) + "\n")
+
+
+def _finish(run_dir: Path, cfg: Config) -> None:
+    """Plots and the summary table (first vs last steps per game / sub-game)."""
+    from gift.metrics import read_metrics
+
+    rows = summary_rows(read_metrics(run_dir / "metrics.jsonl"))
+    (run_dir / "summary.json").write_text(json.dumps(rows, indent=2))
+    if cfg.train.plots:
+        from gift.plots import write_plots
+
+        write_plots(run_dir)
+    _print_summary(rows, run_dir)
+
+
+def _print_summary(rows: list[dict], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"gift-rl run {run_dir.name}")
+    for col in ("metric", "first steps", "last steps", "change"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in rows:
+        table.add_row(
+            row["metric"], f"{row['first']:.3f}", f"{row['last']:.3f}", f"{row['last'] - row['first']:+.3f}"
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {run_dir}")
+
+
+def main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
+    """`gift train` entry: validate everything first (one-line errors), then train."""
+    if resume is not None and config_path is None:
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {resume!r}: no config.yaml in that folder")
+        config_path = str(saved)
+    if config_path is None:
+        from gift.config import default_config_path
+
+        config_path = str(default_config_path())
+    cfg = load_config(config_path, list(overrides))
+    train(cfg, resume=resume, config_name=Path(config_path).stem)
+    return 0
