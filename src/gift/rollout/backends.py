@@ -1,0 +1,310 @@
+"""Generation backends behind one token-in/token-out interface.
+
+    samples = backend.generate(prompts, max_new_tokens, temperature=1.0, top_p=1.0, seed=None)
+
+`prompts` are token ids (never text), and each `Sample` carries the sampled ids, the log-probability of each
+under the sampling distribution, and whether generation stopped at a stop token (rather than the length cap).
+`HFBackend` runs `model.generate` in-process (CPU or one GPU); `VLLMBackend` drives a vLLM engine on GPU and
+needs the `gpu` extra. This module imports torch and vLLM lazily so that the game layer can use the interface.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from gift.errors import ConfigError, check_range
+from gift.rollout.transcript import stop_token_ids
+
+
+@dataclass
+class Sample:
+    token_ids: list[int]
+    """Exactly the sampled ids: no prompt, no padding, nothing after the first stop token (which is kept)."""
+    logprobs: list[float]
+    """log p(token) under the sampling distribution softmax(logits / temperature), one per token."""
+    finished: bool
+    """True when generation stopped at a stop token; False when it hit `max_new_tokens`."""
+
+
+class GenerationBackend:
+    """Base class: generate continuations of token-id prompts; `sync_weights` keeps the engine on policy."""
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Sample]:
+        raise NotImplementedError
+
+    def sync_weights(self, model: Any) -> None:
+        """Make generation use `model`'s current weights (a model or a state dict)."""
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 1")
+    check_range("temperature", temperature, 0.0)
+    check_range("top_p", top_p, 1e-6, 1.0)
+
+
+def _named_tensors(source: Any) -> Iterable[tuple[str, Any]]:
+    """(name, tensor) pairs from a model or a state dict."""
+    if isinstance(source, Mapping):
+        return source.items()
+    if hasattr(source, "state_dict"):
+        return source.state_dict().items()
+    raise ConfigError(f"sync_weights: expected a model or a state dict, got {type(source).__name__}")
+
+
+class HFBackend(GenerationBackend):
+    """Hugging Face `model.generate` with KV cache, left padding and sampling log-probs.
+
+    Prompts are generated in chunks of at most `max_batch` (sorted by length to limit padding) to bound memory;
+    the per-step logits kept for the log-probs cost chunk × max_new_tokens × vocab floats. Temperature 0 means
+    greedy decoding, and its log-probs are then taken at temperature 1. The log-probs ignore top-p truncation:
+    they are the policy's probabilities at the sampling temperature, which is what importance ratios need.
+    Seeded calls are reproducible (the global torch RNG is forked, so callers' random state is untouched).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 16, stop_ids: Sequence[int] = ()) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError(f"max_batch={max_batch!r} must be an integer >= 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.stop_ids = stop_token_ids(tokenizer, stop_ids)
+        if not self.stop_ids:
+            raise ConfigError("HFBackend: the tokenizer has no eos_token_id and no stop_ids were given")
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else self.stop_ids[0]
+
+    def sync_weights(self, model: Any) -> None:
+        """No-op when generating with the trained model itself; otherwise copy its weights in (a frozen copy)."""
+        if model is self.model:
+            return
+        import torch
+
+        state = dict(_named_tensors(model))
+        with torch.no_grad():
+            self.model.load_state_dict(state, strict=True)
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Sample]:
+        check_sampling(max_new_tokens, temperature, top_p)
+        if not prompts:
+            return []
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("HFBackend.generate: every prompt needs at least one token")
+        import torch
+
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        results: list[Sample | None] = [None] * len(prompts)
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        # A seeded call must not disturb the caller's RNG; an unseeded one must advance it (or repeat itself).
+        rng_scope = (
+            nullcontext()
+            if seed is None
+            else torch.random.fork_rng(
+                devices=[device.index or 0] if device.type == "cuda" else [],
+                device_type="cuda" if device.type == "cuda" else None,
+            )
+        )
+        try:
+            with rng_scope:
+                for chunk_index, start in enumerate(range(0, len(order), self.max_batch)):
+                    if seed is not None:
+                        torch.manual_seed(int(seed) + chunk_index)
+                    rows = order[start : start + self.max_batch]
+                    chunk = [prompts[i] for i in rows]
+                    for row, sample in zip(
+                        rows, self._generate_chunk(chunk, max_new_tokens, temperature, top_p), strict=True
+                    ):
+                        results[row] = sample
+        finally:
+            self.model.train(was_training)
+        return [s for s in results if s is not None]
+
+    def _generate_chunk(
+        self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float
+    ) -> list[Sample]:
+        import torch
+        from transformers import GenerationConfig
+
+        device = next(self.model.parameters()).device
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            attention[row, width - len(prompt) :] = 1
+        greedy = temperature == 0
+        # Every sampling knob is set explicitly: `generate` fills unset ones from the model's own
+        # generation_config (e.g. an instruct model's temperature 0.7, top_k 20, repetition penalty 1.05).
+        options: dict[str, Any] = {"do_sample": False}
+        if not greedy:
+            options = {
+                "do_sample": True,
+                "temperature": float(temperature),
+                "top_p": float(top_p),
+                "top_k": 0,
+                "min_p": 0.0,
+                "typical_p": 1.0,
+            }
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            eos_token_id=list(self.stop_ids),
+            pad_token_id=self.pad_id,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_new_tokens=0,
+            output_logits=True,
+            return_dict_in_generate=True,
+            use_cache=True,
+            **options,
+        )
+        out = self.model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config
+        )
+        generated = out.sequences[:, width:]
+        scale = 1.0 if greedy else float(temperature)
+        # One log-softmax per step for the whole chunk; rows already stopped gather at pad ids (dropped below).
+        step_logprobs = [
+            torch.log_softmax(logits.float() / scale, dim=-1).gather(1, generated[:, k : k + 1]).squeeze(1)
+            for k, logits in enumerate(out.logits)
+        ]
+        all_logprobs = torch.stack(step_logprobs, dim=1).tolist()
+        stops = set(self.stop_ids)
+        samples = []
+        for tokens, logprobs in zip(generated.tolist(), all_logprobs, strict=True):
+            end = next((k + 1 for k, t in enumerate(tokens) if t in stops), len(tokens))
+            samples.append(
+                Sample(token_ids=tokens[:end], logprobs=logprobs[:end], finished=tokens[end - 1] in stops)
+            )
+        return samples
+
+
+def _load_weights_on_worker(worker: Any, weights: list[tuple[str, Any]]) -> None:
+    """Runs inside a vLLM worker process (through `LLM.collective_rpc`)."""
+    worker.model_runner.model.load_weights(weights=weights)
+
+
+class VLLMBackend(GenerationBackend):
+    """A vLLM engine on GPU, built on first use (needs `pip install -r requirements-gpu.txt`, vLLM 0.31).
+
+    Log-probs come from the engine with `logprobs_mode="processed_logprobs"`, i.e. after temperature (and top-p),
+    so they match `HFBackend` at top_p = 1. Seeded calls give request i the seed `seed + i`: one shared seed would
+    make the identical prompts of a group sample identical replies.
+
+    `sync_weights` pushes the trainer's parameters into the engine: directly through the in-process model when
+    the engine runs in this process (`distributed_executor_backend="external_launcher"` or
+    VLLM_ENABLE_V1_MULTIPROCESSING=0), otherwise through `LLM.collective_rpc` (vLLM >= 0.8 V1 API; the weights
+    are pickled to the worker, fine for models of a few billion parameters on one GPU). Parameter names must be
+    the plain Hugging Face ones: merge a PEFT adapter into its base model before syncing. Written against vLLM
+    0.31; not exercised in this project's CPU test suite.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        stop_ids: Sequence[int] = (),
+        gpu_memory_utilization: float = 0.5,
+        dtype: str = "bfloat16",
+        max_model_len: int | None = None,
+        **llm_kwargs: Any,
+    ) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                "backend='vllm' needs vLLM on a CUDA GPU: install the gpu extra (pip install -r requirements-gpu.txt)"
+            )
+        self.model_path = model_path
+        self.extra_stop_ids = [int(i) for i in stop_ids]
+        self.llm_kwargs = dict(
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            **llm_kwargs,
+        )
+        self._llm: Any = None
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            from vllm import LLM
+
+            kwargs = {k: v for k, v in self.llm_kwargs.items() if v is not None}
+            kwargs.setdefault("logprobs_mode", "processed_logprobs")
+            self._llm = LLM(model=self.model_path, **kwargs)
+        return self._llm
+
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[Sample]:
+        check_sampling(max_new_tokens, temperature, top_p)
+        if not prompts:
+            return []
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                n=1,
+                temperature=float(temperature),
+                top_p=float(top_p),
+                top_k=0,
+                max_tokens=max_new_tokens,
+                logprobs=0,
+                seed=None if seed is None else int(seed) + i,
+                stop_token_ids=self.extra_stop_ids or None,
+                detokenize=False,
+            )
+            for i in range(len(prompts))
+        ]
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": list(p)} for p in prompts], sampling_params=params, use_tqdm=False
+        )
+        samples = []
+        for output in outputs:
+            completion = output.outputs[0]
+            ids = list(completion.token_ids)
+            logprobs = [
+                float(step[token].logprob) for step, token in zip(completion.logprobs or [], ids, strict=True)
+            ]
+            samples.append(
+                Sample(token_ids=ids, logprobs=logprobs, finished=completion.finish_reason == "stop")
+            )
+        return samples
+
+    def sync_weights(self, model: Any) -> None:
+        import torch
+
+        weights = [(name, tensor.detach()) for name, tensor in _named_tensors(model)]
+        llm = self.llm
+        try:
+            runner_model = llm.llm_engine.model_executor.driver_worker.model_runner.model
+        except AttributeError:
+            runner_model = None
+        with torch.no_grad():
+            if runner_model is not None:
+                runner_model.load_weights(weights=weights)
+            else:
+                llm.collective_rpc(_load_weights_on_worker, args=([(n, t.cpu()) for n, t in weights],))
+        llm.reset_prefix_cache()
