@@ -19,9 +19,11 @@ FORMAT_INSTRUCTION = (
     "with nothing after </answer>."
 )
 
-_STRICT = re.compile(r".*?<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
-_ANSWER_CLOSED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_ANSWER_OPEN = re.compile(r"<answer>(.*)$", re.DOTALL)
+# Greedy leading `.*` (as in the paper's regex): the *last* think/answer pair counts, so a tag mentioned inside
+# the reasoning does not swallow the real answer.
+_STRICT = re.compile(r".*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
+_ANSWER_CLOSED = re.compile(r".*<answer>(.*?)</answer>", re.DOTALL)
+_ANSWER_OPEN = re.compile(r".*<answer>(.*)$", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 PARSERS = ("strict", "lenient", "raw")
@@ -47,14 +49,10 @@ def parse_strict(reply: str) -> Parsed | None:
 
 def parse_lenient(reply: str) -> Parsed | None:
     """The last `<answer>` block anywhere (an unclosed one runs to the end); the think block is optional."""
-    closed = _ANSWER_CLOSED.findall(reply)
-    if closed:
-        answer = closed[-1]
-    else:
-        m = _ANSWER_OPEN.search(reply)
-        if m is None:
-            return None
-        answer = m.group(1)
+    m = _ANSWER_CLOSED.match(reply) or _ANSWER_OPEN.match(reply)
+    if m is None:
+        return None
+    answer = m.group(1)
     think = _THINK.search(reply)
     return Parsed(think=think.group(1).strip() if think else "", answer=answer.strip())
 
