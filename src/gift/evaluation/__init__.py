@@ -1,9 +1,11 @@
 """Model-free building blocks of evaluation: benchmark loading, answer scoring, intervals, exploitability, ratings.
 
 Everything here is plain Python + numpy (scipy and `datasets` are imported only by the functions that need them),
-so it imports without torch; the runner that generates with a model builds on these.
+so it imports without torch; the runner that generates with a model builds on these (`gift eval` is `cli_main`,
+which imports torch only once a model loads).
 """
 
+from gift.evaluation.cli import cli_main
 from gift.evaluation.datasets import BENCHMARKS, BenchmarkItem, format_prompt, load_items
 from gift.evaluation.exploitability import (
     empirical_exploitability,
@@ -35,6 +37,7 @@ __all__ = [
     "Rating",
     "answer_block",
     "binomial_ci",
+    "cli_main",
     "commongen_judge_messages",
     "commongen_outcome",
     "empirical_exploitability",

@@ -1,0 +1,204 @@
+"""In-domain game evaluation with the paper's protocol (paper-notes §6).
+
+Every turn of the evaluated model is a *fresh single-turn prompt*: the system prompt, then one user message with
+the game's current observation and the format instruction. Earlier replies are not in the chat (training uses a
+multi-turn chat; evaluation does not). N episodes per game use the episode seeds 1..N, so every model meets the
+same start states and the same scripted-opponent randomness; TicTacToe starts from the empty board with a random
+first player. All live games' pending prompts of a turn go to the backend in one call.
+
+Success is the game's `info["success"]` (a TicTacToe win; a draw is not a success). An episode whose opponent
+failed to produce a legal move is excluded (`correct` None) and counted, never scored. The games keep their own
+rules for the evaluated model's mistakes: an illegal TicTacToe move costs one of its five moves and the game goes
+on, where the paper's evaluation counted it as a loss at once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from gift.errors import ConfigError
+from gift.games.base import TextGame
+from gift.games.registry import make
+from gift.rollout.transcript import DEFAULT_SYSTEM_PROMPT, first_messages, format_instruction
+
+GAMES = ("matrix-v0", "tictactoe-v0", "spy-v0")
+GAME_ALIASES = {"matrix": "matrix-v0", "tictactoe": "tictactoe-v0", "spy": "spy-v0", "math": "math-v0"}
+DEFAULT_EPISODES = 100
+DEFAULT_OPPONENTS: Mapping[str, Any] = {"tictactoe-v0": {"kind": "epsilon", "epsilon": 0.5}, "spy-v0": "bot"}
+"""Scripted stand-ins for the paper's LLM opponents (it used Gemini-2.5-Flash); a win against the perfect player
+is impossible, so the default TicTacToe bot errs half the time."""
+DEFAULT_OPPONENT_TRIES: Mapping[str, int] = {"tictactoe-v0": 1}
+"""The paper's evaluation gives the TicTacToe opponent a single try; other games keep their own default."""
+SCORE_OF_END = {"win": 1.0, "draw": 0.5}
+_KEPT_INFO = (
+    "matrix_game", "matrix_game_index", "sign", "role", "chosen_action", "labels", "seat", "winner", "moves",
+    "opponent", "trained_role", "trained_seat", "spy_seat", "eliminated", "gold_answer", "answer", "problem_id",
+)  # fmt: skip
+_OPPONENT_THREADS = 8
+
+
+def canonical_game(name: str) -> str:
+    """ "tictactoe" or "tictactoe-v0" → "tictactoe-v0" (math-v0 is accepted for the generated MATH column)."""
+    game = GAME_ALIASES.get(name, name)
+    if game not in (*GAMES, "math-v0"):
+        allowed = ", ".join([*GAMES, *[a for a in GAME_ALIASES if a != "math"]])
+        raise ConfigError(f"unknown game {name!r}; allowed: {allowed}")
+    return game
+
+
+def has_opponent(game_id: str) -> bool:
+    return game_id in ("tictactoe-v0", "spy-v0")
+
+
+def game_options(game_id: str, opponent: Any = None, opponent_tries: int | None = None) -> dict[str, Any]:
+    """The `make` options of the evaluation protocol for one game (opponent None: the default bot)."""
+    if not has_opponent(game_id):
+        if opponent is not None:
+            raise ConfigError(f"--opponent {game_id}: this game has no opponent; drop the option")
+        return {}
+    options: dict[str, Any] = {"opponent": DEFAULT_OPPONENTS[game_id] if opponent is None else opponent}
+    tries = opponent_tries if opponent_tries is not None else DEFAULT_OPPONENT_TRIES.get(game_id)
+    if tries is not None:
+        options["opponent_tries"] = tries
+    if game_id == "tictactoe-v0":
+        options["start"] = "empty"
+    return options
+
+
+def is_perfect_opponent(value: Any) -> bool:
+    """Whether a TicTacToe opponent option names the minimax player."""
+    kind = value.get("kind") if isinstance(value, Mapping) else getattr(value, "name", value)
+    return kind == "perfect"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How the evaluated model is prompted and sampled (shared by games and benchmarks)."""
+
+    temperature: float = 0.5
+    top_p: float = 1.0
+    max_new_tokens: int = 600
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    length_hint: bool = True
+    """Tell the model its reply cap in the format instruction, as training does."""
+
+    @property
+    def instruction(self) -> str:
+        return format_instruction(self.max_new_tokens if self.length_hint else None)
+
+
+def fresh_prompt(settings: GenerationSettings, observation: str) -> list[dict[str, str]]:
+    """One turn's prompt: system message + a single user message (observation, then the format instruction)."""
+    return first_messages(settings.system_prompt, f"{observation}\n\n{settings.instruction}")
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 31-bit sampling seed from any parts (independent of Python's hash randomisation)."""
+    return zlib.crc32(":".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
+
+
+def episode_score(record: Mapping[str, Any]) -> float:
+    """TicTacToe score of a finished episode: win 1, draw 0.5, anything else 0."""
+    return SCORE_OF_END.get(str(record.get("end_reason")), 0.0)
+
+
+@dataclass
+class _Live:
+    seed: int
+    game: TextGame
+    observation: str
+    replies: list[str]
+    reward: float = 0.0
+    format_errors: int = 0
+    invalid_actions: int = 0
+
+
+def _record(live: _Live, info: Mapping[str, Any]) -> dict[str, Any]:
+    failed = bool(info.get("opponent_failed", False))
+    return {
+        "item": f"episode-{live.seed}",
+        "episode_seed": live.seed,
+        "correct": None if failed else bool(info.get("success", False)),
+        "excluded": "opponent_failed" if failed else None,
+        "end_reason": info.get("end_reason"),
+        "reward": round(live.reward, 6),
+        "turns": len(live.replies),
+        "format_errors": live.format_errors,
+        "invalid_actions": live.invalid_actions,
+        "reply": live.replies[-1] if live.replies else "",
+        "replies": list(live.replies),
+        "info": {k: info[k] for k in _KEPT_INFO if k in info},
+    }
+
+
+def _uses_endpoint(game: TextGame) -> bool:
+    from gift.opponents.openai_client import OpenAIChatOpponent
+
+    return isinstance(getattr(game, "opponent", None), OpenAIChatOpponent)
+
+
+def play_episodes(
+    game_id: str,
+    options: Mapping[str, Any],
+    episode_seeds: Sequence[int],
+    model: Any,
+    settings: GenerationSettings,
+    sample_seed: int,
+    on_finish: Callable[[list[dict[str, Any]]], None],
+    prompt_log: Callable[[list[list[dict[str, str]]]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Play one episode per seed with `model` (anything with `.backend` and `.codec`); return their records.
+
+    Finished episodes are handed to `on_finish` after every turn, so a crash keeps them. `sample_seed` seeds the
+    model's sampling (each turn derives its own). `prompt_log`, if given, sees every turn's chat prompts.
+    """
+    lives: list[_Live] = []
+    options = dict(options)
+    for seed in episode_seeds:
+        game = make(game_id, **options)
+        if "opponent" in options:  # one opponent for every episode: one endpoint client, one concurrency gate
+            options["opponent"] = game.opponent
+        observation, _ = game.reset(seed=int(seed))
+        lives.append(_Live(int(seed), game, observation, []))
+    records: list[dict[str, Any]] = []
+    threads = _OPPONENT_THREADS if lives and _uses_endpoint(lives[0].game) else 1
+    turn = 0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        while lives:
+            turn += 1
+            chats = [fresh_prompt(settings, live.observation) for live in lives]
+            if prompt_log is not None:
+                prompt_log(chats)
+            samples = model.backend.generate(
+                [model.codec.prompt_ids(chat) for chat in chats],
+                settings.max_new_tokens,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                seed=derive_seed(sample_seed, game_id, turn),
+            )
+            if len(samples) != len(lives):
+                raise RuntimeError(f"backend returned {len(samples)} samples for {len(lives)} prompts")
+            replies = [model.codec.decode_reply(s.token_ids) for s in samples]
+            steps = list(pool.map(lambda pair: pair[0].game.step(pair[1]), zip(lives, replies, strict=True)))
+            finished, still = [], []
+            for live, reply, (observation, reward, terminated, truncated, info) in zip(
+                lives, replies, steps, strict=True
+            ):
+                live.replies.append(reply)
+                live.reward += float(reward)
+                live.format_errors += int(bool(info.get("format_error", False)))
+                live.invalid_actions += int(info.get("invalid_actions", 0) or 0)
+                live.observation = observation
+                if terminated or truncated:
+                    finished.append(_record(live, info))
+                else:
+                    still.append(live)
+            lives = still
+            if finished:
+                on_finish(finished)
+                records.extend(finished)
+    return records

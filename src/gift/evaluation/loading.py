@@ -1,0 +1,186 @@
+"""Which weights a `--model` value names, and loading them behind a generation backend.
+
+A value is "embedded", a model folder, a hub id, a training checkpoint (`run/checkpoints/step-XXXXXX`), or a run
+folder (its `checkpoints/latest` is used). A checkpoint that holds a LoRA adapter (`adapter_config.json`) is
+loaded as its base model plus the adapter, merged, so generation runs a plain model (vLLM needs one anyway).
+
+`resolve_source` only looks at files, so every bad value fails before any weights load; `load_model` imports
+torch and transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gift.errors import ConfigError, check_choice
+from gift.models import EMBEDDED, embedded_gguf_path, resolve_model
+
+BACKENDS = ("hf", "vllm")
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one evaluated model comes from: base weights, an optional adapter, and the tokenizer folder."""
+
+    label: str
+    """The value as the user gave it: the table's row name."""
+    weights: str
+    """A model folder or hub id (the base model when `adapter` is set)."""
+    adapter: str | None = None
+    tokenizer: str | None = None
+    """Folder or hub id of the tokenizer (a checkpoint saves its own); defaults to `weights`."""
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self.tokenizer or self.weights
+
+
+def _latest_in_run(folder: Path) -> Path | None:
+    """A run folder's (or its checkpoints folder's) latest checkpoint, when `latest` points at one."""
+    for root in (folder / "checkpoints", folder):
+        pointer = root / "latest"
+        if pointer.is_file():
+            target = root / pointer.read_text().strip()
+            if target.is_dir():
+                return target
+    return None
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def resolve_source(name: str) -> ModelSource:
+    """A `ModelSource` for a `--model` value, checked on disk without loading anything."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"--model {name!r}: give 'embedded', a model folder, a checkpoint folder or a hub id"
+        )
+    if name == EMBEDDED:
+        embedded_gguf_path()  # the package that ships the weights must be installed (no conversion yet)
+        return ModelSource(label=name, weights=EMBEDDED)
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file() and not (folder / ADAPTER_CONFIG).is_file():
+        latest = _latest_in_run(folder)
+        if latest is None:
+            raise ConfigError(
+                f"--model {name!r}: the folder holds no config.json, no {ADAPTER_CONFIG} and no "
+                "checkpoints/latest; point at a model folder, a checkpoint (run/checkpoints/step-XXXXXX) or a run"
+            )
+        folder = latest
+    if folder.is_dir() and (folder / ADAPTER_CONFIG).is_file():
+        try:
+            adapter_cfg = json.loads((folder / ADAPTER_CONFIG).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(
+                f"--model {name!r}: {folder / ADAPTER_CONFIG} is not readable JSON ({err})"
+            ) from None
+        base = adapter_cfg.get("base_model_name_or_path") if isinstance(adapter_cfg, dict) else None
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(
+                f"--model {name!r}: {ADAPTER_CONFIG} names no base_model_name_or_path; cannot load the adapter"
+            )
+        weights = base if base == EMBEDDED else resolve_model(base)
+        tokenizer = str(folder) if _has_tokenizer(folder) else None
+        return ModelSource(label=name, weights=weights, adapter=str(folder), tokenizer=tokenizer)
+    return ModelSource(
+        label=name, weights=resolve_model(str(folder)) if folder.exists() else resolve_model(name)
+    )
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate: backend, tokenizer and the chat codec that builds prompt ids."""
+
+    label: str
+    backend: Any
+    tokenizer: Any
+    codec: Any
+    model: Any = None
+    """The in-process HF model (None for vLLM); kept so it can be released."""
+    source: ModelSource | None = None
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")[:80] or "model"
+
+
+def load_model(
+    source: ModelSource, backend: str = "hf", max_batch: int = 16, merged_dir: str | Path | None = None
+) -> LoadedModel:
+    """Load `source` (merging a LoRA adapter) behind an `HFBackend` or a `VLLMBackend`.
+
+    With vLLM and an adapter, the merged model is saved under `merged_dir` and the engine loads that folder.
+    """
+    check_choice("--backend", backend, BACKENDS)
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:
+        raise ConfigError(
+            f"evaluating a model needs the train extra (pip install 'gift-rl[train]'): {err}"
+        ) from None
+    from gift.rollout.backends import HFBackend, VLLMBackend
+    from gift.rollout.transcript import ChatCodec
+
+    weights = resolve_model(source.weights) if source.weights == EMBEDDED else source.weights
+    tokenizer_path = resolve_model(EMBEDDED) if source.tokenizer_path == EMBEDDED else source.tokenizer_path
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--model {source.label!r}: tokenizer not loadable: {_first_line(err)}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    codec = ChatCodec(tokenizer)
+
+    if backend == "vllm" and source.adapter is None:
+        return LoadedModel(source.label, VLLMBackend(weights), tokenizer, codec, None, source)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--model {source.label!r}: weights not loadable: {_first_line(err)}") from None
+    if source.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, source.adapter).merge_and_unload()
+    model.eval()
+    model.requires_grad_(False)
+    if backend == "vllm":
+        target = Path(merged_dir or "merged") / _slug(source.label)
+        target.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        del model
+        return LoadedModel(source.label, VLLMBackend(str(target)), tokenizer, codec, None, source)
+    model.to(device)
+    return LoadedModel(
+        source.label, HFBackend(model, tokenizer, max_batch=max_batch), tokenizer, codec, model, source
+    )
+
+
+def release(loaded: LoadedModel) -> None:
+    """Drop the model's weights (and the GPU cache) before the next model loads."""
+    loaded.backend = None
+    loaded.model = None
+    try:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is present whenever a model was loaded
+        pass
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return (lines[0] if lines else type(err).__name__)[:200]
