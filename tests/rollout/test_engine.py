@@ -261,3 +261,32 @@ def test_self_play_opponent_failure_is_flagged(tiny_model):
     )
     assert all(t.opponent_failed and t.done for t in trajs)
     assert opponent.stats.forfeits >= 1 and opponent.stats.calls >= 3
+
+
+def test_reply_prefix_is_environment_text_that_the_game_sees(tiny_model):
+    """A reply prefix (RAGEN's "<think>" prefill) is placed before every reply, masked out, and part of the reply."""
+    _, tok = tiny_model
+    prefix = "<think>"
+    seen: list[str] = []
+
+    class Spy(GuessGame):
+        def step(self, reply):
+            seen.append(reply)
+            return super().step(reply)
+
+    def script(tag, turn):
+        return (f" guess </think> <answer> {4 + turn} </answer>", True)
+
+    backend = RecordingBackend(ScriptedBackend(tok, script))
+    cfg = RolloutConfig(max_new_tokens=32, max_context=4096, reply_prefix=prefix)
+    [traj] = run_rollouts([Spy(tag=0, secret=6)], [1], [0], backend, tok, cfg)
+    prefix_ids = encode(tok, prefix)
+    assert traj.total_reward == 1.0 and traj.num_turns == 2
+    assert seen == [f"{prefix} guess </think> <answer> {4 + t} </answer>" for t in (1, 2)]
+    for turn, (start, end) in enumerate(traj.reply_spans):
+        # Each generation prompt ends with the prefix, and the prefix tokens are not trained on.
+        assert backend.calls[turn][0][-len(prefix_ids):] == prefix_ids
+        assert traj.input_ids[start - len(prefix_ids) : start] == prefix_ids
+        assert traj.loss_mask[start - len(prefix_ids) : start] == [0] * len(prefix_ids)
+        assert traj.loss_mask[start:end] == [1] * (end - start)
+    assert traj.messages[2]["content"].startswith(prefix)

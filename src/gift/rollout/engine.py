@@ -47,6 +47,9 @@ class RolloutConfig:
     """Sampling seed (each turn derives its own); vary it between training steps. None: unseeded."""
     length_hint: bool = True
     """Tell the model its reply cap in the format instruction."""
+    reply_prefix: str = ""
+    """Text placed at the start of every reply as environment tokens (e.g. "<think>", RAGEN's prefill; the
+    paper uses none). The model continues after it; the game sees prefix + sampled text."""
 
     def __post_init__(self) -> None:
         check_sampling(self.max_new_tokens, self.temperature, self.top_p)
@@ -163,6 +166,7 @@ def run_rollouts(
     if len({id(g) for g in games}) != count:
         raise ConfigError("run_rollouts: the same game instance appears twice; pass one instance per rollout")
     codec = ChatCodec(tokenizer)
+    prefix_ids = codec.encode(cfg.reply_prefix) if cfg.reply_prefix else []
     instruction = format_instruction(cfg.max_new_tokens if cfg.length_hint else None)
     room = cfg.max_new_tokens + 1  # a reply plus a possibly missing end-of-turn token
 
@@ -171,7 +175,7 @@ def run_rollouts(
     for index, (game, seed) in enumerate(zip(games, seeds, strict=True)):
         obs, info = game.reset(seed=int(seed))
         messages = first_messages(cfg.system_prompt, turn_block(1, obs, game.actions_left, instruction))
-        ids = codec.prompt_ids(messages)
+        ids = codec.prompt_ids(messages) + prefix_ids
         game_id = str(info.get("game", game.id))
         trajectories.append(
             Trajectory(
@@ -198,7 +202,7 @@ def run_rollouts(
         samples = _generate_turn(backend, [trajectories[i].input_ids for i in live], cfg, turn)
         still_live = []
         for index, sample in zip(live, samples, strict=True):
-            if _play_turn(games[index], trajectories[index], sample, codec, cfg, instruction, room, turn):
+            if _play_turn(games[index], trajectories[index], sample, codec, cfg, instruction, room, turn, prefix_ids):
                 still_live.append(index)
         live = still_live
     return trajectories
@@ -238,6 +242,7 @@ def _play_turn(
     instruction: str,
     room: int,
     turn: int,
+    prefix_ids: list[int],
 ) -> bool:
     """Append one reply, step the game, append what the environment says next. Returns True if still live."""
     ids = list(sample.token_ids)
@@ -250,7 +255,7 @@ def _play_turn(
     traj.replies_finished.append(bool(sample.finished))
 
     history = list(traj.messages)
-    reply = codec.decode_reply(ids)
+    reply = cfg.reply_prefix + codec.decode_reply(ids)
     traj.messages.append({"role": "assistant", "content": reply})
     obs, reward, terminated, truncated, info = game.step(reply)
     traj.turn_rewards.append(float(reward))
@@ -265,11 +270,11 @@ def _play_turn(
         return False
     next_user = feedback_message(reward, turn_block(turn + 1, obs, game.actions_left, instruction))
     env = codec.env_ids(history, ids, next_user)
-    if len(traj.input_ids) + len(env) + room > cfg.max_context:
+    if len(traj.input_ids) + len(env) + len(prefix_ids) + room > cfg.max_context:
         traj.context_truncated = True
         _extend_env(traj, codec.env_ids(history, ids, None))
         return False
-    _extend_env(traj, env)
+    _extend_env(traj, env + prefix_ids)
     traj.messages.append({"role": "user", "content": next_user})
     return True
 
