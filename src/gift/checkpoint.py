@@ -12,7 +12,7 @@ import json
 import os
 import random
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _hidden_sibling(path: Path) -> Path:
+    """A fresh hidden name next to `path`. Created with plain mkdir/open, so the umask applies (mkdtemp and
+    mkstemp would make checkpoints readable by their owner only)."""
+    return path.parent / f".{path.name}-{uuid.uuid4().hex[:12]}"
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
+    tmp = _hidden_sibling(path)
+    with open(tmp, "x") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -63,7 +69,8 @@ def save_checkpoint(
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
+    tmp = _hidden_sibling(final)
+    tmp.mkdir()
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:

@@ -91,6 +91,8 @@ class RolloutSettings(_Section):
     """Most prompts per generate call (memory bound). Default 64."""
     system_prompt: str = "You are a helpful assistant."
     """System message of every trajectory. Default: a short generic assistant prompt (as in the paper)."""
+    instruction: str | None = None
+    """Replaces the <think>/<answer> instruction of every turn (for games played with parser=raw). Default None."""
     reply_prefix: str = ""
     """Text that starts every reply, as environment tokens (e.g. "<think>", RAGEN's prefill). Default none (paper)."""
     vllm_gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0)

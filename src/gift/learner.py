@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 
 from gift.algorithms import compute_advantages, filter_groups, gather_logprobs, policy_loss
 from gift.algorithms.losses import entropy_from_logits
@@ -67,15 +68,41 @@ def _pad_batch(trajs: Sequence[Trajectory], pad_id: int, device: torch.device) -
     }
 
 
+def first_loss_position(loss_mask: torch.Tensor) -> int:
+    """The first target position any row trains on (0 if none does), for skipping the prompt's logits."""
+    trained = loss_mask.any(dim=0).nonzero()
+    return int(trained[0, 0]) if trained.numel() else 0
+
+
 def token_logprobs(
     model: Any, batch: dict[str, torch.Tensor], with_entropy: bool
 ) -> tuple[torch.Tensor, Any]:
-    """Log-probs of each next token (and the policy entropy there), shape [B, T-1]."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    logits = out.logits[:, :-1].float()
-    logprobs = gather_logprobs(logits, batch["input_ids"][:, 1:])
+    """Log-probs of each next token (and the policy entropy there), shape [B, T-1].
+
+    Logits are only computed from the first position any row trains on (`logits_to_keep`): the prompt before it
+    is masked out of every loss, and its vocabulary-wide logits, log-softmax and entropy dominated the update's
+    time and memory for long prompts. Positions before it hold 0.
+    """
+    ids = batch["input_ids"]
+    start = first_loss_position(batch["loss_mask"])
+    out = _forward(model, ids, batch["attention_mask"], keep=ids.shape[1] - start)
+    logits = out.logits[:, -(ids.shape[1] - start) : -1].float()
+    logprobs = gather_logprobs(logits, ids[:, start + 1 :])
     entropy = entropy_from_logits(logits) if with_entropy else None
+    if start:
+        logprobs = torch.nn.functional.pad(logprobs, (start, 0))
+        entropy = None if entropy is None else torch.nn.functional.pad(entropy, (start, 0))
     return logprobs, entropy
+
+
+def _forward(model: Any, ids: torch.Tensor, attention: torch.Tensor, keep: int) -> Any:
+    """The model's forward with only the last `keep` positions' logits (all of them if it cannot do that)."""
+    try:
+        return model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=keep)
+    except TypeError as err:
+        if "logits_to_keep" not in str(err):
+            raise
+        return model(input_ids=ids, attention_mask=attention, use_cache=False)
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
@@ -110,14 +137,18 @@ def ppo_update(
     weights: dict[str, float] = {}
     grad_norms: list[float] = []
     spares = plan.trajectories[:1] or ([spare] if spare is not None else [])
+    deepspeed = getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
 
     need_old = algo.ppo_epochs > 1 or len(shape) > 1
     old: list[torch.Tensor | None] = [None] * n
     if need_old and n:
+        # The bare module, not the DDP wrapper: a wrapped forward may broadcast buffers (a collective), and
+        # processes make different numbers of these passes, which would deadlock.
+        scorer = accelerator.unwrap_model(model)
         with torch.no_grad():
             for idx in _chunks(list(range(n)), algo.micro_batch_size):
                 batch = _pad_batch([plan.trajectories[i] for i in idx], pad_id, device)
-                lp, _ = token_logprobs(model, batch, with_entropy=False)
+                lp, _ = token_logprobs(scorer, batch, with_entropy=False)
                 for row, i in enumerate(idx):
                     old[i] = lp[row, : len(plan.trajectories[i].input_ids) - 1].detach()
 
@@ -171,6 +202,9 @@ def ppo_update(
                     if algo.loss_agg == "token-mean"
                     else _seq_normaliser(members, accelerator),
                 )
+                if deepspeed:
+                    # DeepSpeed steps its optimizer inside backward at an accumulation boundary: the last pass.
+                    accelerator.gradient_state._set_sync_gradients(m == micro_count - 1)
                 # Keep the graph connected even when every token is masked (padding micro-batches).
                 accelerator.backward(loss + 0.0 * logprobs.sum())
                 if real:
@@ -179,11 +213,14 @@ def ppo_update(
                         if isinstance(value, float) and math.isfinite(value) and key != "n_tokens":
                             sums[key] = sums.get(key, 0.0) + value * w
                             weights[key] = weights.get(key, 0.0) + w
+            # Under DeepSpeed this is the norm its engine clipped at (None when it has none to report).
             norm = accelerator.clip_grad_norm_(model.parameters(), algo.grad_clip)
-            grad_norms.append(float(norm))
+            grad_norms.append(math.nan if norm is None else float(norm))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+    if deepspeed:
+        accelerator.gradient_state._set_sync_gradients(True)
     out = {k: sums[k] / weights[k] for k in sums if weights.get(k)}
     if grad_norms:
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)

@@ -1,8 +1,9 @@
 """The training loop: rollouts of the policy against the games, the StarPO* update, metrics, checkpoints, resume.
 
-One code path from a laptop to a cluster: run `gift train CONFIG` directly, or `accelerate launch -m gift train
-CONFIG` for several processes (DDP; DeepSpeed/FSDP through accelerate configs). Each process plays its share of
-the step's rollout groups, filters and updates on them; gradients are averaged by the distributed wrapper.
+One code path from a laptop to a cluster: run `gift train CONFIG` directly, or `accelerate launch --config_file
+configs/accelerate/ddp.yaml -m gift train CONFIG` for several processes (DDP, or DeepSpeed ZeRO-2; ddp-cpu.yaml runs
+two processes on a CPU). Each process plays its share of the step's rollout groups, filters and updates on them;
+gradients are averaged by the distributed wrapper.
 
 Read top to bottom: validate the config and build the tasks (before any model loads), load the model, then
 `for step: sample groups → rollouts → advantages/filter → PPO update → metrics → checkpoint`.
@@ -154,6 +155,41 @@ def params_digest(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def _configure_engine(accelerator: Any, cfg: Config) -> None:
+    """Fit a DeepSpeed launch to the loop; refuse engines that shard the parameters (see configs/accelerate/).
+
+    Rollouts generate with the in-process policy on every process independently, so each process needs whole
+    parameters: ZeRO-3 and FSDP would turn every generation step into a collective that processes reach a
+    different number of times. ZeRO-1/2 shard only optimizer state and gradients. The loop accumulates its own
+    micro-batches and marks the last one of each mini-batch, so DeepSpeed's own accumulation count must be 1.
+    """
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.FSDP:
+        raise ConfigError(
+            "FSDP shards the parameters, which the in-process rollouts cannot use; launch with "
+            "configs/accelerate/ddp.yaml or deepspeed-zero2.yaml"
+        )
+    if kind != DistributedType.DEEPSPEED:
+        return
+    plugin = accelerator.state.deepspeed_plugin
+    ds = plugin.deepspeed_config
+    if plugin.hf_ds_config.is_zero3():
+        raise ConfigError(
+            "DeepSpeed ZeRO-3 shards the parameters, which the in-process rollouts cannot use; launch with "
+            "configs/accelerate/deepspeed-zero2.yaml"
+        )
+    if ds.get("gradient_accumulation_steps", "auto") not in ("auto", 1):
+        raise ConfigError(
+            f"DeepSpeed gradient_accumulation_steps={ds['gradient_accumulation_steps']!r}: set it to 1; "
+            "accumulation is algo.mini_batch_size / algo.micro_batch_size"
+        )
+    ds["gradient_accumulation_steps"] = 1
+    ds["train_micro_batch_size_per_gpu"] = cfg.algo.micro_batch_size
+    ds["gradient_clipping"] = cfg.algo.grad_clip
+
+
 # ------------------------------------------------------------------------------------------------ run
 def _run_dir(cfg: Config, config_name: str | None) -> Path:
     name = cfg.train.run_name or f"{config_name or 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -184,8 +220,18 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    accelerator = Accelerator(cpu=cfg.train.device == "cpu")
+    # "auto" without a GPU must still ask for CPU: otherwise processes started by torchrun/accelerate launch on a
+    # CPU-only machine each run alone as rank 0 instead of joining one gloo group.
+    use_cpu = cfg.train.device == "cpu" or (cfg.train.device == "auto" and not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=use_cpu)
     rank, world = accelerator.process_index, accelerator.num_processes
+    groups_per_step = sum(n for _, n in pairs)
+    if groups_per_step < world:
+        raise ConfigError(
+            f"{groups_per_step} rollout group(s) per step cannot be shared by {world} processes; "
+            f"raise task.groups to at least {world}"
+        )
+    _configure_engine(accelerator, cfg)
     random.seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
 
@@ -232,7 +278,10 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     start = 0
     if ckpt is not None:
         state = load_trainer_state(ckpt)
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        elif accelerator.is_main_process:
+            print("warning: this checkpoint holds no optimizer state (DeepSpeed run); AdamW moments restart")
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
         if self_play is not None and "self_play" in state:
@@ -267,6 +316,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         max_context=cfg.rollout.max_context,
         temperature=cfg.rollout.temperature,
         top_p=cfg.rollout.top_p,
+        instruction=cfg.rollout.instruction,
+        reply_prefix=cfg.rollout.reply_prefix,
         max_batch=cfg.rollout.max_batch,
     )
     pad_id = tokenizer.pad_token_id
@@ -281,7 +332,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 seeds.append(group.seed)
                 gids.append(group.seed)
                 names.append(group.task.name)
-        rollout_cfg.seed = (cfg.train.seed * 1_000_003 + step) % 2**31
+        # Each process gets its own sampling stream (rank 0 keeps the single-process one).
+        rollout_cfg.seed = (cfg.train.seed * 1_000_003 + step + rank * 7_919_333) % 2**31
         model.eval()
         with torch.no_grad():
             trajectories = run_rollouts(games, seeds, gids, backend, tokenizer, rollout_cfg, tasks=names)
@@ -384,8 +436,12 @@ def _checkpoint(
 ) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        from accelerate.utils import DistributedType
+
+        # DeepSpeed partitions the optimizer state over processes; the main process alone cannot save it.
+        deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
         state = {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": None if deepspeed else optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "sampler": sampler.state_dict(),
         }

@@ -47,6 +47,8 @@ class RolloutConfig:
     """Sampling seed (each turn derives its own); vary it between training steps. None: unseeded."""
     length_hint: bool = True
     """Tell the model its reply cap in the format instruction."""
+    instruction: str | None = None
+    """Replaces the answer-protocol instruction of every turn block (e.g. for games played with parser="raw")."""
     reply_prefix: str = ""
     """Text placed at the start of every reply as environment tokens (e.g. "<think>", RAGEN's prefill; the
     paper uses none). The model continues after it; the game sees prefix + sampled text."""
@@ -167,7 +169,7 @@ def run_rollouts(
         raise ConfigError("run_rollouts: the same game instance appears twice; pass one instance per rollout")
     codec = ChatCodec(tokenizer)
     prefix_ids = codec.encode(cfg.reply_prefix) if cfg.reply_prefix else []
-    instruction = format_instruction(cfg.max_new_tokens if cfg.length_hint else None)
+    instruction = cfg.instruction or format_instruction(cfg.max_new_tokens if cfg.length_hint else None)
     room = cfg.max_new_tokens + 1  # a reply plus a possibly missing end-of-turn token
 
     trajectories: list[Trajectory] = []
