@@ -24,82 +24,11 @@ from typing import Any
 import yaml
 
 from gift.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
-from gift.compose import Task, TaskSampler, preset_tasks
+from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
-from gift.games.registry import spec as game_spec
 from gift.run_metrics import step_metrics, summary_rows
-
-SELF_PLAY = "self"
-"""Opponent option value that plays the policy itself (a frozen copy refreshed every rollout.self_play_refresh)."""
-
-
-# ------------------------------------------------------------------------------------------------ tasks
-def _task_pairs(cfg: Config) -> list[tuple[Task, int]]:
-    """(task, groups per step) for the configured mode; validates ids and options by building each game once."""
-    t = cfg.task
-    if t.preset is not None:
-        if t.mode == "single":
-            raise ConfigError(f"task.mode=single cannot use task.preset={t.preset!r}; use nested or mixed")
-        groups = None if "groups" not in t.model_fields_set else t.groups
-        pairs = preset_tasks(t.preset, t.mode, t.game_options, groups, t.combinator, t.order)
-        if t.mode == "mixed" and t.groups_per_game:
-            pairs = [(task, t.groups_per_game.get(task.game, n)) for task, n in pairs]
-        return pairs
-    entries: list[tuple[str, dict[str, Any]]] = []
-    for entry in t.games:
-        if isinstance(entry, str):
-            entries.append((entry, dict(t.game_options.get(entry, {}))))
-        else:
-            gid = str(entry.get("id", ""))
-            entries.append(
-                (gid, {**t.game_options.get(gid, {}), **{k: v for k, v in entry.items() if k != "id"}})
-            )
-    for gid, _ in entries:
-        game_spec(gid)
-    if t.mode == "nested":
-        options = {
-            "games": [{"id": g, **o} for g, o in entries],
-            "combinator": t.combinator,
-            "order": t.order,
-        }
-        return [(Task("nested", "nested-v0", options), t.groups)]
-    return [(Task(g, g, o), t.groups_per_game.get(g, t.groups)) for g, o in entries]
-
-
-def _uses_self_play(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_uses_self_play(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_uses_self_play(v) for v in value)
-    return value == SELF_PLAY or value == {"kind": SELF_PLAY}
-
-
-def _substitute_self(value: Any, opponent: Any) -> Any:
-    """Replace `opponent: self` anywhere in task options by the shared self-play opponent object."""
-    if isinstance(value, dict):
-        return {
-            k: (
-                opponent
-                if k == "opponent" and v in (SELF_PLAY, {"kind": SELF_PLAY})
-                else _substitute_self(v, opponent)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_substitute_self(v, opponent) for v in value]
-    return value
-
-
-def validate_tasks(pairs: Sequence[tuple[Task, int]]) -> None:
-    """Build every task's game once so bad game options fail with one line before any model loads."""
-    from gift.opponents import Opponent
-
-    class _Placeholder(Opponent):
-        name = "self-play (validation)"
-
-    for task, _ in pairs:
-        Task(task.name, task.game, _substitute_self(task.options, _Placeholder())).make()
+from gift.tasks import substitute_self, task_pairs, uses_self_play, validate_tasks
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -210,7 +139,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     from gift.rollout import RolloutConfig, run_rollouts
 
     hf_logging.disable_progress_bar()
-    pairs = _task_pairs(cfg)
+    pairs = task_pairs(cfg)
     validate_tasks(pairs)
     model_path = resolve_model(cfg.model.name)
     run_dir = Path(resume) if resume is not None else _run_dir(cfg, config_name)
@@ -266,13 +195,13 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     backend = _make_backend(cfg, policy, tokenizer, model_path)
 
     self_play = None
-    if any(_uses_self_play(task.options) for task, _ in pairs):
+    if any(uses_self_play(task.options) for task, _ in pairs):
         from gift.opponents.policy import PolicyOpponent
 
         self_play = PolicyOpponent.from_model(
             policy, tokenizer, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature
         )
-        pairs = [(Task(t.name, t.game, _substitute_self(t.options, self_play)), n) for t, n in pairs]
+        pairs = [(Task(t.name, t.game, substitute_self(t.options, self_play)), n) for t, n in pairs]
     sampler = TaskSampler(pairs, group_size=cfg.task.group_size, base_seed=cfg.task.base_seed)
 
     start = 0
