@@ -28,3 +28,5 @@ lint: setup
 bench: setup
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-bench.txt
 	$(BIN)/python bench/env_steps.py
+	$(BIN)/python bench/rollout_throughput.py
+	$(BIN)/python bench/train_step_vs_trl.py

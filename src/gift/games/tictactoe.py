@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -52,8 +52,17 @@ def mark_to_move(board: Board) -> str:
     return MARKS[0] if board.count(MARKS[0]) == board.count(MARKS[1]) else MARKS[1]
 
 
+# Board functions run several times per step; positions are few (3^9 at most), so the pure ones are memoised.
+_POSITION_CACHE = 32768
+
+
 def winner(board: Board) -> str | None:
     """The mark holding a complete line, or None."""
+    return _winner(board if type(board) is tuple else tuple(board))
+
+
+@lru_cache(maxsize=_POSITION_CACHE)
+def _winner(board: Board) -> str | None:
     for a, b, c in LINES:
         if board[a] != EMPTY and board[a] == board[b] == board[c]:
             return board[a]
@@ -70,9 +79,14 @@ def is_terminal(board: Board) -> bool:
 
 def legal_moves(board: Board) -> list[int]:
     """Empty cells (0-based) of a position that is still being played; none once someone has won."""
-    if winner(board) is not None:
-        return []
-    return [i for i, cell in enumerate(board) if cell == EMPTY]
+    return list(_legal_cells(board if type(board) is tuple else tuple(board)))
+
+
+@lru_cache(maxsize=_POSITION_CACHE)
+def _legal_cells(board: Board) -> tuple[int, ...]:
+    if _winner(board) is not None:
+        return ()
+    return tuple(i for i, cell in enumerate(board) if cell == EMPTY)
 
 
 def play(board: Board, cell: int, mark: str) -> Board:
@@ -92,7 +106,12 @@ def rc_to_cell(row: int, col: int) -> int:
     return (row - 1) * 3 + (col - 1)
 
 
+_MOVE_TEXT = tuple(f"({c // 3 + 1}, {c % 3 + 1})" for c in range(9))
+
+
 def format_move(cell: int) -> str:
+    if type(cell) is int and 0 <= cell < 9:
+        return _MOVE_TEXT[cell]
     row, col = cell_to_rc(cell)
     return f"({row}, {col})"
 
@@ -105,6 +124,11 @@ def parse_move(text: str) -> tuple[int, int] | None:
 
 def format_board(board: Board) -> str:
     """The grid with a 1-indexed column header and 1-indexed row labels."""
+    return _format_board(board if type(board) is tuple else tuple(board))
+
+
+@lru_cache(maxsize=_POSITION_CACHE)
+def _format_board(board: Board) -> str:
     lines = ["  1 2 3"]
     for r in range(3):
         lines.append(f"{r + 1} " + " ".join(board[3 * r : 3 * r + 3]))
@@ -113,6 +137,12 @@ def format_board(board: Board) -> str:
 
 def legal_rc(board: Board) -> list[tuple[int, int]]:
     return [cell_to_rc(c) for c in legal_moves(board)]
+
+
+@lru_cache(maxsize=_POSITION_CACHE)
+def _legal_rc_text(board: Board) -> str:
+    """`str(legal_rc(board))`, as the prompts show it."""
+    return str(legal_rc(board))
 
 
 @cache
@@ -154,6 +184,8 @@ class RandomPlayer(Opponent):
     """A uniformly random legal move."""
 
     name = "random"
+    reads_prompt = False
+    """Scripted bots read only `state`, so the game skips building their text prompt."""
 
     def act(self, request: OpponentRequest) -> str:
         _, _, cells = _bot_position(request)
@@ -164,6 +196,7 @@ class PerfectPlayer(Opponent):
     """Minimax play that never loses; prefers faster wins and slower losses, breaks ties at random."""
 
     name = "perfect"
+    reads_prompt = False
 
     def act(self, request: OpponentRequest) -> str:
         board, mark, _ = _bot_position(request)
@@ -172,6 +205,8 @@ class PerfectPlayer(Opponent):
 
 class EpsilonPlayer(Opponent):
     """With probability `epsilon` a random legal move, otherwise a perfect one: a single skill knob."""
+
+    reads_prompt = False
 
     def __init__(self, epsilon: float = 0.3) -> None:
         super().__init__()
@@ -238,6 +273,13 @@ def describe_position(board: Board, seat: int, variant: random.Random) -> str:
     return "\n\n".join(parts)
 
 
+@lru_cache(maxsize=4096)
+def _position_text(board: Board, seat: int, variant_key: str) -> str:
+    """`describe_position` with the layout drawn from `random.Random(variant_key)`, memoised: seeding a
+    generator from a string is a large share of a step, and a GRPO group renders the same text many times."""
+    return describe_position(board, seat, random.Random(variant_key))
+
+
 # --------------------------------------------------------------------------- the game
 class TicTacToe(TextGame):
     """TicTacToe against an opponent: win 1 (success), draw 0.5, loss 0; an illegal move costs -0.1 and a turn.
@@ -292,9 +334,12 @@ class TicTacToe(TextGame):
     def _place_random(self, mark: str) -> None:
         self._place(self.rng.choice(legal_moves(self.board)), mark)
 
-    def _variant(self, role: str) -> random.Random:
-        """Prompt-layout randomness tied to (seed, progress) only, so rendering never disturbs `self.rng`."""
-        return random.Random(f"{self.id}:{role}:{self.seed}:{self.turns_used}:{len(self.moves)}")
+    def _variant_key(self, role: str) -> str:
+        """Seed of the prompt layout: (seed, progress) only, so rendering never disturbs `self.rng`."""
+        return f"{self.id}:{role}:{self.seed}:{self.turns_used}:{len(self.moves)}"
+
+    def _describe(self, seat: int, role: str) -> str:
+        return _position_text(self.board, seat, self._variant_key(role))
 
     # ----------------------------------------------------------------- hooks
     def _reset(self) -> None:
@@ -358,12 +403,13 @@ class TicTacToe(TextGame):
     def _ask_opponent(self) -> int | None:
         board = self.board
         legal = legal_moves(board)
+        wants_prompt = getattr(self.opponent, "reads_prompt", True)
 
         def make_request(attempt: int, feedback: str) -> OpponentRequest:
             return OpponentRequest(
                 game=self.id,
                 seat=self.opponent_seat,
-                prompt=self._opponent_prompt(feedback),
+                prompt=self._opponent_prompt(feedback) if wants_prompt else "",
                 state={"board": board, "mark": self.opponent_mark, "legal": [cell_to_rc(c) for c in legal]},
                 rng=self.rng,
                 attempt=attempt,
@@ -380,10 +426,10 @@ class TicTacToe(TextGame):
         return ask_with_retries(self.opponent, make_request, accept, tries=self.opponent_tries)
 
     def _opponent_prompt(self, feedback: str) -> str:
-        text = describe_position(self.board, self.opponent_seat, self._variant("opponent"))
+        text = self._describe(self.opponent_seat, "opponent")
         text += (
             f"\n\n## Your Turn\nYou are Player {self.opponent_seat} ('{self.opponent_mark}'). "
-            f"Legal moves (row, col): {legal_rc(self.board)}\n"
+            f"Legal moves (row, col): {_legal_rc_text(self.board)}\n"
             "Reply with only your move, in at most 200 words, as <answer>(row, col)</answer>."
         )
         if feedback:
@@ -391,7 +437,7 @@ class TicTacToe(TextGame):
         return text
 
     def render(self) -> str:
-        text = describe_position(self.board, self.seat, self._variant("player"))
+        text = self._describe(self.seat, "player")
         if self.done and self.seed is not None:
             won = winner(self.board)
             if won is not None:
@@ -403,7 +449,7 @@ class TicTacToe(TextGame):
             return f"{text}\n\nThe game is over: {result}."
         return (
             f"{text}\n\n## Your Turn\nYou are Player {self.seat} ('{self.mark}'). "
-            f"The available moves (row, col) are: {legal_rc(self.board)}\n"
+            f"The available moves (row, col) are: {_legal_rc_text(self.board)}\n"
             "Answer with the cell you take, for example (2, 3)."
         )
 

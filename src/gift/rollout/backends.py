@@ -63,12 +63,50 @@ def _named_tensors(source: Any) -> Iterable[tuple[str, Any]]:
     raise ConfigError(f"sync_weights: expected a model or a state dict, got {type(source).__name__}")
 
 
+class SampledLogprobs:
+    """A logits processor that records log p(sampled token) under softmax(logits / scale) step by step.
+
+    `generate` calls it once per step with the sequence so far and that step's logits. It keeps only the previous
+    step's log-softmax ([batch, vocab]); on each call it first reads from it the log-prob of the token that was
+    just appended (`input_ids[:, -1]`), then stores the current step's. `finish(sequences)` reads the last step's
+    token after `generate` returns. Custom processors run before the sampling warpers (temperature, top-p), so
+    the scores seen here are the model's raw logits: the backend sets the length and penalty options to neutral
+    values, and only a token-masking entry in the model's own generation_config (suppress_tokens, bad_words_ids,
+    forced tokens; chat models ship none) would act earlier, on tokens that cannot be sampled anyway.
+    """
+
+    def __init__(self, scale: float) -> None:
+        self.scale = float(scale)
+        self._previous: Any = None
+        self._steps: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self._previous is not None:
+            self._steps.append(self._previous.gather(1, input_ids[:, -1:]).squeeze(1))
+        self._previous = torch.log_softmax(scores.float() / self.scale, dim=-1)
+        return scores
+
+    def finish(self, sequences: Any) -> Any:
+        """[batch, steps] log-probs of the sampled tokens, the last step's included (empty if never called)."""
+        import torch
+
+        if self._previous is not None:
+            self._steps.append(self._previous.gather(1, sequences[:, -1:]).squeeze(1))
+            self._previous = None
+        if not self._steps:
+            return torch.zeros((sequences.shape[0], 0))
+        return torch.stack(self._steps, dim=1)
+
+
 class HFBackend(GenerationBackend):
     """Hugging Face `model.generate` with KV cache, left padding and sampling log-probs.
 
-    Prompts are generated in chunks of at most `max_batch` (sorted by length to limit padding) to bound memory;
-    the per-step logits kept for the log-probs cost chunk × max_new_tokens × vocab floats. Temperature 0 means
-    greedy decoding, and its log-probs are then taken at temperature 1. The log-probs ignore top-p truncation:
+    Prompts are generated in chunks of at most `max_batch` (sorted by length to limit padding) to bound memory.
+    The log-probs are taken during generation (`SampledLogprobs`), so the extra memory is one chunk × vocab
+    array rather than every step's logits (chunk × max_new_tokens × vocab). Temperature 0 means greedy decoding,
+    and its log-probs are then taken at temperature 1. The log-probs ignore top-p truncation:
     they are the policy's probabilities at the sampling temperature, which is what importance ratios need.
     Seeded calls are reproducible (the global torch RNG is forked, so callers' random state is untouched).
     """
@@ -143,7 +181,7 @@ class HFBackend(GenerationBackend):
         self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float
     ) -> list[Sample]:
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         device = next(self.model.parameters()).device
         width = max(len(p) for p in prompts)
@@ -172,22 +210,20 @@ class HFBackend(GenerationBackend):
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
             min_new_tokens=0,
-            output_logits=True,
             return_dict_in_generate=True,
             use_cache=True,
             **options,
         )
+        recorder = SampledLogprobs(1.0 if greedy else float(temperature))
         out = self.model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([recorder]),
         )
         generated = out.sequences[:, width:]
-        scale = 1.0 if greedy else float(temperature)
-        # One log-softmax per step for the whole chunk; rows already stopped gather at pad ids (dropped below).
-        step_logprobs = [
-            torch.log_softmax(logits.float() / scale, dim=-1).gather(1, generated[:, k : k + 1]).squeeze(1)
-            for k, logits in enumerate(out.logits)
-        ]
-        all_logprobs = torch.stack(step_logprobs, dim=1).tolist()
+        # Rows already stopped gather at pad ids; those positions are dropped below.
+        all_logprobs = recorder.finish(out.sequences)[:, : generated.shape[1]].tolist()
         stops = set(self.stop_ids)
         samples = []
         for tokens, logprobs in zip(generated.tolist(), all_logprobs, strict=True):
