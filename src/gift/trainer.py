@@ -286,6 +286,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             spare=trajectories[0] if trajectories else None,
         )
         backend.sync_weights(policy)
+        _release_memory()
         if self_play is not None and (step + 1) % cfg.rollout.self_play_refresh == 0:
             self_play.refresh(policy)
         t_update = time.perf_counter() - t1
@@ -349,6 +350,19 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         _finish(run_dir, cfg)
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def _release_memory() -> None:
+    """Return freed heap to the OS after each step: on Linux/glibc, CPU training with ever-changing sequence
+    shapes otherwise fragments the heap until the process is killed for memory."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        pass
 
 
 def _checkpoint(
