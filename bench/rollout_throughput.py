@@ -10,6 +10,8 @@ Compared in the same process, on the same prompts, with the same number of gener
   raw         `model.generate` on exactly the prompts ours sent at each turn (recorded), one call per turn,
               no log-probs: the cost of generation alone
   sequential  every game played alone through the same engine with a batch-1 backend, one generate per turn
+              on the whole history (no KV reuse between turns): the per-game loop people write by hand
+  alone+kv    the same per-game loop with our cross-turn KV reuse on: isolates what batching adds
 Equal lengths: every reply runs to max_new_tokens. For ours and sequential, the backend's only stop id is one
 the model cannot produce (its vocabulary size); for raw, min_new_tokens = max_new_tokens. The replies are then
 unreadable, so the games charge format errors and run until their turn budget (or the context cap).
@@ -65,12 +67,17 @@ def load(model_name: str, workdir: Path) -> tuple[Any, Any, Any]:
     return model, tokenizer, device
 
 
-def never_stop_backend(model: Any, tokenizer: Any, max_batch: int, cls: Any = None) -> Any:
+def never_stop_backend(
+    model: Any, tokenizer: Any, max_batch: int, cls: Any = None, kv_reuse: bool = True
+) -> Any:
     """An HFBackend whose only stop id is out of the vocabulary, so every reply runs to max_new_tokens."""
     from gift.rollout import HFBackend
 
     stand_in = SimpleNamespace(eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
-    return (cls or HFBackend)(model, stand_in, max_batch=max_batch, stop_ids=[model.config.vocab_size])
+    options = {} if cls is not None else {"kv_reuse": kv_reuse}
+    return (cls or HFBackend)(
+        model, stand_in, max_batch=max_batch, stop_ids=[model.config.vocab_size], **options
+    )
 
 
 def context_cap(model: Any) -> int:
@@ -97,6 +104,9 @@ class RecordingBackend:
 
     def sync_weights(self, model: Any) -> None:
         self.inner.sync_weights(model)
+
+    def reset_cache(self) -> None:
+        self.inner.reset_cache()
 
 
 # ----------------------------------------------------------------------------------------- the three runs
@@ -156,12 +166,12 @@ def run_raw(calls: list[list[list[int]]], tokens: int, model: Any, tok: Any) -> 
 
 
 def run_sequential(
-    game_id: str, count: int, tokens: int, model: Any, tok: Any, seed: int
+    game_id: str, count: int, tokens: int, model: Any, tok: Any, seed: int, kv_reuse: bool = False
 ) -> tuple[float, int]:
     from gift.rollout import RolloutConfig, run_rollouts
 
     games, seeds = make_games(game_id, count)
-    backend = never_stop_backend(model, tok, max_batch=1)
+    backend = never_stop_backend(model, tok, max_batch=1, kv_reuse=kv_reuse)
     cfg = RolloutConfig(max_new_tokens=tokens, max_context=context_cap(model), seed=seed)
     generated = 0
     start = time.perf_counter()
@@ -172,7 +182,7 @@ def run_sequential(
 
 
 def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch: Any) -> dict[str, Any]:
-    rates = {name: Timing() for name in ("ours", "raw", "sequential")}
+    rates = {name: Timing() for name in ("ours", "raw", "sequential", "alone_kv")}
     memory: dict[str, list[dict[str, Any]]] = {name: [] for name in rates}
     counts: dict[str, int] = {}
     for rep in range(args.repeats + 1):  # repeat 0 is the warm-up
@@ -186,6 +196,10 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
             seq_sec, seq_generated = run_sequential(
                 game_id, args.seq_games, args.new_tokens, model, tok, seed=rep
             )
+        with PeakMemory(torch) as mem_alone:
+            alone_sec, alone_generated = run_sequential(
+                game_id, args.seq_games, args.new_tokens, model, tok, seed=rep, kv_reuse=True
+            )
         if rep == 0:
             continue
         counts = {"ours_tokens": generated, "turn_calls": len(calls), "sequential_tokens": seq_generated}
@@ -193,6 +207,7 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
             "ours": (sec, generated, mem_ours),
             "raw": (raw_sec, raw_generated, mem_raw),
             "sequential": (seq_sec, seq_generated, mem_seq),
+            "alone_kv": (alone_sec, alone_generated, mem_alone),
         }.items():
             rates[name].values.append(n / s)
             memory[name].append(mem.as_dict())
@@ -207,6 +222,7 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
         ("ours", "ours (run_rollouts)"),
         ("raw", "raw model.generate"),
         ("sequential", "sequential"),
+        ("alone_kv", "alone + KV reuse"),
     ):
         extra = f", cuda peak {cuda[name]:,.0f} MiB" if torch.cuda.is_available() else ""
         print(
@@ -217,7 +233,8 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
         f"  ours/raw {ratio_text(ours, raw)} (target >= {TARGET_VS_RAW}x: "
         f"{'met' if ours / raw >= TARGET_VS_RAW else 'NOT met'}),  ours/sequential {ratio_text(ours, seq)} "
         f"(target >= {TARGET_VS_SEQUENTIAL}x: {'met' if ours / seq >= TARGET_VS_SEQUENTIAL else 'NOT met'}; "
-        f"sequential played {args.seq_games} of the games)"
+        f"sequential played {args.seq_games} of the games),  ours/alone+kv "
+        f"{ratio_text(ours, rates['alone_kv'].mean)} (batching alone)"
     )
     return {
         "game": game_id,
@@ -225,6 +242,7 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
         "tokens_per_s": {k: v.as_dict() for k, v in rates.items()},
         "ratio_vs_raw": ours / raw,
         "ratio_vs_sequential": ours / seq,
+        "ratio_vs_alone_kv": ours / rates["alone_kv"].mean,
         "peak_rss_extra_mb": peak,
         "peak_rss_mb": peak_abs,
         "cuda_peak_mb": cuda if torch.cuda.is_available() else None,

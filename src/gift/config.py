@@ -95,6 +95,12 @@ class RolloutSettings(_Section):
     """Replaces the <think>/<answer> instruction of every turn (for games played with parser=raw). Default None."""
     reply_prefix: str = ""
     """Text that starts every reply, as environment tokens (e.g. "<think>", RAGEN's prefill). Default none (paper)."""
+    kv_reuse: bool = True
+    """hf only: keep each game's keys/values between turns and prefill only the new tokens; a group's identical
+    prompts are prefilled once. Default on (ours; off re-reads the whole history every turn)."""
+    kv_cache_mb: int = Field(2048, ge=0)
+    """hf only: memory for keys/values kept between turns, MiB; beyond it the oldest rows are prefilled again in
+    full. Default 2048 (ours)."""
     vllm_gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0)
     """vLLM only: fraction of GPU memory for the engine (the trainer shares the GPU). Default 0.4."""
     self_play_refresh: int = Field(10, ge=1)
@@ -126,6 +132,9 @@ class AlgorithmSettings(_Section):
     """Trajectories per optimizer step. Default 16 (code, single/nested math settings)."""
     micro_batch_size: int = Field(4, ge=1)
     """Trajectories per forward/backward (gradient accumulation up to the mini-batch). Default 4."""
+    share_prefix: bool = True
+    """Run the prompt a micro-batch's trajectories share once, not once per trajectory (same gradients; off
+    under activation checkpointing). Default on (an implementation choice; the paper does not say)."""
     lr: float = Field(1e-6, gt=0.0)
     """AdamW learning rate. Default 1e-6 (verl default used by the code; not in the paper)."""
     weight_decay: float = Field(0.01, ge=0.0)

@@ -69,10 +69,22 @@ def load_policy(cfg: Config, path: str, device: Any, adapter_from: str | None = 
 
 def _make_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
     from gift.rollout import HFBackend, VLLMBackend
+    from gift.rollout.transcript import stop_token_ids
 
     if cfg.rollout.backend == "vllm":
-        return VLLMBackend(path, tokenizer, gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
-    return HFBackend(model, tokenizer, max_batch=cfg.rollout.max_batch)
+        return VLLMBackend(
+            path,
+            stop_ids=stop_token_ids(tokenizer, ()),
+            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+            max_model_len=cfg.rollout.max_context,
+        )
+    return HFBackend(
+        model,
+        tokenizer,
+        max_batch=cfg.rollout.max_batch,
+        kv_reuse=cfg.rollout.kv_reuse,
+        kv_cache_mb=cfg.rollout.kv_cache_mb,
+    )
 
 
 def params_digest(model: Any) -> str:

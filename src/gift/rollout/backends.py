@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gift.errors import ConfigError, check_range
+from gift.rollout.kv_reuse import PrefixStore, generate_reusing, supports_reuse
 from gift.rollout.transcript import stop_token_ids
 
 
@@ -45,6 +46,9 @@ class GenerationBackend:
 
     def sync_weights(self, model: Any) -> None:
         """Make generation use `model`'s current weights (a model or a state dict)."""
+
+    def reset_cache(self) -> None:
+        """Forget any state kept between calls (cached prefixes); the engine calls it around each rollout."""
 
 
 def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
@@ -109,11 +113,25 @@ class HFBackend(GenerationBackend):
     and its log-probs are then taken at temperature 1. The log-probs ignore top-p truncation:
     they are the policy's probabilities at the sampling temperature, which is what importance ratios need.
     Seeded calls are reproducible (the global torch RNG is forked, so callers' random state is untouched).
+
+    With `kv_reuse` (default) a prompt that extends an earlier prompt plus its reply (the next turn of a game)
+    is prefilled only from where that left off, and a batch's identical prompts are prefilled once
+    (`gift.rollout.kv_reuse`); at most `kv_cache_mb` MiB of keys and values are kept between calls. The cache
+    is dropped whenever the model's parameters change (an optimizer step, a weight sync) and by `reset_cache`.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch: int = 16, stop_ids: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_batch: int = 16,
+        stop_ids: Sequence[int] = (),
+        kv_reuse: bool = True,
+        kv_cache_mb: int = 2048,
+    ) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"max_batch={max_batch!r} must be an integer >= 1")
+        check_range("kv_cache_mb", kv_cache_mb, 0)
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
@@ -122,6 +140,23 @@ class HFBackend(GenerationBackend):
             raise ConfigError("HFBackend: the tokenizer has no eos_token_id and no stop_ids were given")
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else self.stop_ids[0]
+        reuse = kv_reuse and kv_cache_mb > 0 and supports_reuse(model)
+        self.store = PrefixStore(set(self.stop_ids), int(kv_cache_mb * 2**20)) if reuse else None
+        self._weights_version: int | None = None
+
+    def reset_cache(self) -> None:
+        """Forget every cached prefix (call after changing the weights by means that bypass autograd counters)."""
+        if self.store is not None:
+            self.store.clear()
+
+    def _check_weights_version(self) -> None:
+        """Clear the prefix cache if any parameter was modified in place since it was filled."""
+        if self.store is None:
+            return
+        version = sum(p._version for p in self.model.parameters())
+        if version != self._weights_version:
+            self.store.clear()
+            self._weights_version = version
 
     def sync_weights(self, model: Any) -> None:
         """No-op when generating with the trained model itself; otherwise copy its weights in (a frozen copy)."""
@@ -132,6 +167,7 @@ class HFBackend(GenerationBackend):
         state = dict(_named_tensors(model))
         with torch.no_grad():
             self.model.load_state_dict(state, strict=True)
+        self.reset_cache()
 
     def generate(
         self,
@@ -162,6 +198,7 @@ class HFBackend(GenerationBackend):
                 device_type="cuda" if device.type == "cuda" else None,
             )
         )
+        self._check_weights_version()
         try:
             with rng_scope:
                 for chunk_index, start in enumerate(range(0, len(order), self.max_batch)):
@@ -183,13 +220,6 @@ class HFBackend(GenerationBackend):
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            attention[row, width - len(prompt) :] = 1
         greedy = temperature == 0
         # Every sampling knob is set explicitly: `generate` fills unset ones from the model's own
         # generation_config (e.g. an instruct model's temperature 0.7, top_k 20, repetition penalty 1.05).
@@ -215,12 +245,28 @@ class HFBackend(GenerationBackend):
             **options,
         )
         recorder = SampledLogprobs(1.0 if greedy else float(temperature))
-        out = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([recorder]),
-        )
+
+        def run_generate(input_ids: Any, attention: Any, cache: Any = None) -> Any:
+            extra = {} if cache is None else {"cache": cache}
+            return self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([recorder]),
+                **extra,
+            )
+
+        if self.store is not None and min(len(p) for p in prompts) >= 2:
+            out, width = generate_reusing(self.model, self.store, prompts, self.pad_id, run_generate)
+        else:
+            device = next(self.model.parameters()).device
+            width = max(len(p) for p in prompts)
+            input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+            attention = torch.zeros((len(prompts), width), dtype=torch.long)
+            for row, prompt in enumerate(prompts):
+                input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+                attention[row, width - len(prompt) :] = 1
+            out = run_generate(input_ids.to(device), attention.to(device))
         generated = out.sequences[:, width:]
         # Rows already stopped gather at pad ids; those positions are dropped below.
         all_logprobs = recorder.finish(out.sequences)[:, : generated.shape[1]].tolist()

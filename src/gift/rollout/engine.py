@@ -198,15 +198,26 @@ def run_rollouts(
         else:
             live.append(index)
 
-    turn = 0
-    while live:
-        turn += 1
-        samples = _generate_turn(backend, [trajectories[i].input_ids for i in live], cfg, turn)
-        still_live = []
-        for index, sample in zip(live, samples, strict=True):
-            if _play_turn(games[index], trajectories[index], sample, codec, cfg, instruction, room, turn, prefix_ids):
-                still_live.append(index)
-        live = still_live
+    # Cached prefixes from another rollout are never valid here (other weights or other games): start clean,
+    # and free them at the end.
+    reset = getattr(backend, "reset_cache", None)
+    if reset is not None:
+        reset()
+    try:
+        turn = 0
+        while live:
+            turn += 1
+            samples = _generate_turn(backend, [trajectories[i].input_ids for i in live], cfg, turn)
+            still_live = []
+            for index, sample in zip(live, samples, strict=True):
+                if _play_turn(
+                    games[index], trajectories[index], sample, codec, cfg, instruction, room, turn, prefix_ids
+                ):
+                    still_live.append(index)
+            live = still_live
+    finally:
+        if reset is not None:
+            reset()
     return trajectories
 
 
