@@ -152,3 +152,32 @@ def test_vllm_backend_without_vllm_says_to_install_the_gpu_extra():
     with pytest.raises(ConfigError, match="gpu extra") as err:
         VLLMBackend("some/model")
     assert "\n" not in str(err.value)
+
+
+def test_merged_hf_weights_of_a_lora_model_equal_merge_and_unload_and_leave_it_untouched(tiny_model):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from gift.rollout.backends import merged_hf_weights
+
+    model, _ = tiny_model
+    plain_names = set(model.state_dict())
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # B starts at zero: make the adapter change the weights
+    before = {k: v.clone() for k, v in peft_model.state_dict().items()}
+    merged = dict(merged_hf_weights(peft_model))
+    reference = copy.deepcopy(peft_model).merge_and_unload().state_dict()
+    assert set(merged) == set(reference) == plain_names
+    for name, value in reference.items():
+        torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(merged[q], before["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"])
+    for key, value in peft_model.state_dict().items():  # the peft model is untouched
+        assert torch.equal(value, before[key])
+    # A plain model passes through unchanged.
+    assert {n for n, _ in merged_hf_weights(copy.deepcopy(peft_model).merge_and_unload())} == plain_names

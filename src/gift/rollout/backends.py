@@ -67,6 +67,40 @@ def _named_tensors(source: Any) -> Iterable[tuple[str, Any]]:
     raise ConfigError(f"sync_weights: expected a model or a state dict, got {type(source).__name__}")
 
 
+PEFT_PREFIX = "base_model.model."
+
+
+def merged_hf_weights(source: Any) -> list[tuple[str, Any]]:
+    """Plain Hugging Face (name, tensor) pairs; a PEFT LoRA model's adapters are merged in, out of place.
+
+    A generation engine that loads Hugging Face checkpoints (vLLM) knows neither the `base_layer` names nor
+    the adapter matrices. Merging with peft's `merge_adapter`/`unmerge_adapter` would round the trained base
+    weights twice per step in bf16; here each LoRA layer's weight is `W + get_delta_weight()` in a new tensor
+    and the model is left untouched.
+    """
+    import torch
+
+    if isinstance(source, Mapping) or not hasattr(source, "peft_config"):
+        return [(name, tensor.detach()) for name, tensor in _named_tensors(source)]
+    deltas = {}
+    adapter = getattr(source, "active_adapter", "default")
+    with torch.no_grad():
+        for name, module in source.named_modules():
+            get_delta = getattr(module, "get_delta_weight", None)
+            if get_delta is not None and hasattr(module, "base_layer") and adapter in getattr(module, "lora_A", {}):
+                deltas[f"{name}.base_layer.weight"] = get_delta(adapter)
+    weights = []
+    for name, tensor in source.state_dict().items():
+        if ".lora_" in name:
+            continue
+        value = tensor.detach()
+        if name in deltas:
+            value = value + deltas[name].to(value.dtype)
+        clean = name.removeprefix(PEFT_PREFIX).replace(".base_layer.", ".")
+        weights.append((clean, value))
+    return weights
+
+
 class SampledLogprobs:
     """A logits processor that records log p(sampled token) under softmax(logits / scale) step by step.
 
@@ -296,8 +330,8 @@ class VLLMBackend(GenerationBackend):
     the engine runs in this process (`distributed_executor_backend="external_launcher"` or
     VLLM_ENABLE_V1_MULTIPROCESSING=0), otherwise through `LLM.collective_rpc` (vLLM >= 0.8 V1 API; the weights
     are pickled to the worker, fine for models of a few billion parameters on one GPU). Parameter names must be
-    the plain Hugging Face ones: merge a PEFT adapter into its base model before syncing. Written against vLLM
-    0.31; not exercised in this project's CPU test suite.
+    the plain Hugging Face ones; a PEFT LoRA model is merged on the fly (`merged_hf_weights`, tested on CPU).
+    Written against vLLM 0.31; the engine itself is not exercised in this project's CPU test suite.
     """
 
     def __init__(
@@ -378,7 +412,7 @@ class VLLMBackend(GenerationBackend):
     def sync_weights(self, model: Any) -> None:
         import torch
 
-        weights = [(name, tensor.detach()) for name, tensor in _named_tensors(model)]
+        weights = merged_hf_weights(model)
         llm = self.llm
         try:
             runner_model = llm.llm_engine.model_executor.driver_worker.model_runner.model
