@@ -277,7 +277,16 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         rollout_cfg.seed = (cfg.train.seed * 1_000_003 + step + rank * 7_919_333) % 2**31
         model.eval()
         with torch.no_grad():
-            trajectories = run_rollouts(games, seeds, gids, backend, tokenizer, rollout_cfg, tasks=names)
+            trajectories = run_rollouts(
+                games,
+                seeds,
+                gids,
+                backend,
+                tokenizer,
+                rollout_cfg,
+                tasks=names,
+                batchers=[self_play.batcher] if self_play is not None else (),
+            )
         t_rollout = time.perf_counter() - t0
 
         t1 = time.perf_counter()

@@ -10,9 +10,10 @@ attempts the opponent forfeits — the game then ends with `info["opponent_faile
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -51,9 +52,23 @@ class OpponentStats:
     forfeits: int = 0
     """Moves given up after every retry failed (each ends an episode with opponent_failed)."""
     latency_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: float) -> None:
+        """Add to counters; games may step in parallel threads (self-play batching, API opponents)."""
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def __getstate__(self) -> dict[str, float]:
+        return self.as_dict()  # a lock does not pickle (opponents travel to worker processes)
+
+    def __setstate__(self, state: dict[str, float]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 class Opponent:
@@ -85,21 +100,21 @@ def ask_with_retries(
     feedback = ""
     for attempt in range(tries):
         request = make_request(attempt, feedback)
-        opponent.stats.calls += 1
+        opponent.stats.add(calls=1)
         start = time.perf_counter()
         try:
             reply = opponent.act(request)
         except OpponentError as err:
-            opponent.stats.errors += 1
+            opponent.stats.add(errors=1)
             feedback = f"The previous request failed ({err.__class__.__name__})."
             continue
         finally:
-            opponent.stats.latency_s += time.perf_counter() - start
+            opponent.stats.add(latency_s=time.perf_counter() - start)
         action = accept(reply)
         if action is not None:
             return action
-        opponent.stats.invalid += 1
+        opponent.stats.add(invalid=1)
         shown = reply if len(reply) <= 200 else reply[:200] + "…"
         feedback = f"Your previous reply was not a legal move: {shown!r}"
-    opponent.stats.forfeits += 1
+    opponent.stats.add(forfeits=1)
     return None

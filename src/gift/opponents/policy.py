@@ -7,9 +7,11 @@
         opponent.refresh(policy_model)                               # or a state dict
 
 Each request is answered as a single-turn chat (system prompt, the game's opponent prompt and the format
-instruction). Limitation: every opponent move is its own `generate` call, made from inside `game.step`; it is not
-batched with the policy's generation nor with other games' opponent moves, so self-play rollouts are slower than
-rollouts against scripted bots. Torch is only needed once a model-backed backend is used.
+instruction). Moves are asked for from inside `game.step`; when the rollout engine steps a turn's games in
+threads (it does when given `opponent.batcher`), all games waiting for a move are answered by one `generate` call
+(`gift.opponents.batching.MoveBatcher`); otherwise each move is its own call. They are not batched with the
+policy's own replies: those are generated before the games step. Torch is only needed once a model-backed backend
+is used.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from gift.games.protocol import FORMAT_INSTRUCTION
 from gift.opponents.base import Opponent, OpponentError, OpponentRequest
+from gift.opponents.batching import MoveBatcher
 from gift.rollout.backends import GenerationBackend, HFBackend
 from gift.rollout.transcript import DEFAULT_SYSTEM_PROMPT, ChatCodec, first_messages
 
@@ -40,6 +43,7 @@ class PolicyOpponent(Opponent):
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.batcher = MoveBatcher(backend)
         self.codec = ChatCodec(tokenizer)
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
@@ -65,14 +69,10 @@ class PolicyOpponent(Opponent):
     def act(self, request: OpponentRequest) -> str:
         # The seed comes from the episode's random stream, so a seeded episode replays the same opponent moves.
         seed = request.rng.randrange(2**31)
-        samples = self.backend.generate(
-            [self.prompt_ids(request)],
-            self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=seed,
+        sample = self.batcher.generate(
+            self.prompt_ids(request), self.max_new_tokens, self.temperature, self.top_p, seed
         )
-        reply = self.codec.decode_reply(samples[0].token_ids) if samples else ""
+        reply = self.codec.decode_reply(sample.token_ids)
         if not reply.strip():
             raise OpponentError("the policy opponent produced an empty reply")
         return reply

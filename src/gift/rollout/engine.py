@@ -16,6 +16,8 @@ saw. The trajectory score is the sum of every step reward, penalties included (p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,11 +157,14 @@ def run_rollouts(
     tokenizer: Any,
     cfg: RolloutConfig | None = None,
     tasks: Sequence[str] | None = None,
+    batchers: Sequence[Any] = (),
 ) -> list[Trajectory]:
     """Play every game to its end (or the context cap); return one trajectory per game, in input order.
 
     `games` must be distinct instances (each keeps its own episode state). `tasks` optionally names each game's
-    task for logging and per-task statistics (default: the game id).
+    task for logging and per-task statistics (default: the game id). With `batchers` (the `MoveBatcher` of a
+    model opponent, e.g. self-play), a turn's games step in parallel threads so that their opponent moves are
+    generated in one call; the result is the same for any thread timing.
     """
     cfg = cfg or RolloutConfig()
     count = len(games)
@@ -208,17 +213,36 @@ def run_rollouts(
         while live:
             turn += 1
             samples = _generate_turn(backend, [trajectories[i].input_ids for i in live], cfg, turn)
-            still_live = []
-            for index, sample in zip(live, samples, strict=True):
-                if _play_turn(
+
+            def step(index: int, sample: Sample) -> bool:
+                return _play_turn(
                     games[index], trajectories[index], sample, codec, cfg, instruction, room, turn, prefix_ids
-                ):
-                    still_live.append(index)
-            live = still_live
+                )
+
+            flags = _step_all(step, live, samples, batchers)
+            live = [index for index, flag in zip(live, flags, strict=True) if flag]
     finally:
         if reset is not None:
             reset()
     return trajectories
+
+
+def _step_all(step: Any, live: list[int], samples: list[Sample], batchers: Sequence[Any]) -> list[bool]:
+    """Step every live game with its sample: in order, or in one thread per game inside each batcher's round."""
+    if not batchers or len(live) < 2:
+        return [step(index, sample) for index, sample in zip(live, samples, strict=True)]
+
+    def work(index: int, sample: Sample) -> bool:
+        with ExitStack() as scope:
+            for batcher in batchers:
+                scope.enter_context(batcher.worker(index))
+            return step(index, sample)
+
+    with ExitStack() as rounds:
+        for batcher in batchers:
+            rounds.enter_context(batcher.round(len(live)))
+        with ThreadPoolExecutor(max_workers=len(live), thread_name_prefix="gift-step") as pool:
+            return list(pool.map(work, live, samples))
 
 
 def _generate_turn(
