@@ -163,9 +163,20 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         torch.set_num_threads(cfg.train.threads)
     # "auto" without a GPU must still ask for CPU: otherwise processes started by torchrun/accelerate launch on a
     # CPU-only machine each run alone as rank 0 instead of joining one gloo group.
-    use_cpu = cfg.train.device == "cpu" or (cfg.train.device == "auto" and not torch.cuda.is_available())
+    # Under a DeepSpeed launch, asking for CPU would silently drop DeepSpeed (accelerate then runs plain DDP).
+    deepspeed_launch = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    use_cpu = not deepspeed_launch and (
+        cfg.train.device == "cpu" or (cfg.train.device == "auto" and not torch.cuda.is_available())
+    )
     accelerator = Accelerator(cpu=use_cpu)
     rank, world = accelerator.process_index, accelerator.num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world != launched:
+        raise ConfigError(
+            f"{launched} processes were launched but accelerate set up {world} "
+            f"({accelerator.distributed_type.value}): they did not join one group (DeepSpeed without a GPU "
+            "runs a single process); on CPU use configs/accelerate/ddp-cpu.yaml"
+        )
     groups_per_step = sum(n for _, n in pairs)
     if groups_per_step < world:
         raise ConfigError(
@@ -363,7 +374,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             )
 
     with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
-        fh.write(json.dumps({"final": True, "rank": rank, "digest": params_digest(policy)}) + "\n")
+        final = {"final": True, "rank": rank, "digest": params_digest(policy)}
+        fh.write(json.dumps({**final, "engine": accelerator.distributed_type.value}) + "\n")
     if bar is not None:
         bar.close()
     logger.close()

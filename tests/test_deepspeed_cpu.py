@@ -1,0 +1,84 @@
+"""The trainer's DeepSpeed ZeRO-2 path on CPU (one process), when deepspeed is installed; skipped otherwise.
+
+DeepSpeed is a GPU extra and not in the CPU requirements; `pip install deepspeed` runs these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_distributed import CONFIGS, REPO, _env, _launch
+
+pytest.importorskip("deepspeed")
+
+COMMON = [
+    "task.preset=null",
+    "task.mode=single",
+    "task.games=[matrix-v0]",
+    "task.game_options={matrix-v0: {parser: raw}}",
+    "task.groups=3",
+    "task.group_size=2",
+    "rollout.max_new_tokens=2",
+    "rollout.max_context=1024",
+    "algo.keep_ratio=1.0",
+    "algo.mini_batch_size=2",
+    "algo.micro_batch_size=1",
+    "algo.lr=1e-2",
+    "train.progress=false",
+    "train.plots=false",
+    "train.tensorboard=false",
+    "train.threads=1",
+]
+
+
+def _launch_cmd(*extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CONFIGS / "deepspeed-zero2-cpu.yaml"),
+        *extra,
+        "-m",
+        "gift",
+        "train",
+    ]
+
+
+@pytest.mark.slow
+def test_zero2_trains_checkpoints_and_resumes_in_one_cpu_process(tiny_model_dir, tmp_path):
+    args = [f"model.name={tiny_model_dir}", *COMMON, f"train.run_dir={tmp_path}", "train.run_name=ds"]
+    _launch([*_launch_cmd(), *args, "train.steps=2"], "DeepSpeed ZeRO-2 on CPU")
+    run = tmp_path / "ds"
+    final = [json.loads(line) for line in (run / "work" / "rank-0.jsonl").read_text().splitlines()][-1]
+    assert final["engine"] == "DEEPSPEED"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["train/optimizer_steps"] == 3.0 for r in rows)  # 6 trajectories / mini-batches of 2
+    assert all(r["train/grad_norm"] > 0 for r in rows)  # DeepSpeed's engine reports the norm it clipped
+
+    resumed = _launch([*_launch_cmd(), "--resume", str(run), "train.steps=3"], "DeepSpeed resume")
+    assert "AdamW moments restart" in resumed.stdout + resumed.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert (run / "checkpoints" / "step-000003").is_dir()
+
+
+@pytest.mark.slow
+def test_several_cpu_processes_under_deepspeed_stop_with_one_line(tiny_model_dir, tmp_path):
+    cmd = [
+        *_launch_cmd("--num_processes", "2"),
+        f"model.name={tiny_model_dir}",
+        *COMMON,
+        f"train.run_dir={tmp_path}",
+        "train.steps=1",
+    ]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "2 processes were launched but accelerate set up 1" in result.stderr
+    assert "ddp-cpu.yaml" in result.stderr
+    assert not list(tmp_path.glob("*/checkpoints/step-*")), "no process may train alone"
