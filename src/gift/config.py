@@ -28,7 +28,7 @@ class LoraSettings(_Section):
     alpha: int = Field(32, ge=1)
     """LoRA scaling alpha. Default 32 (2 × r)."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """LoRA dropout. Default 0.0."""
+    """LoRA dropout. Default 0.0: rollouts sample without dropout, so dropout > 0 adds noise to every PPO ratio."""
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
     """Modules that receive adapters. Default: the attention projections."""
 
