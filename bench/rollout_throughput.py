@@ -129,12 +129,10 @@ def raw_generate(model: Any, prompts: list[list[int]], tokens: int, pad_id: int,
     import torch
     from transformers import GenerationConfig
 
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        attention[row, width - len(prompt) :] = 1
+    from gift.rollout.kv_reuse import left_pad
+
+    ids, attention = left_pad(prompts, pad_id)
+    width = ids.shape[1]
     config = GenerationConfig(
         do_sample=True,
         temperature=1.0,
@@ -258,16 +256,13 @@ def legacy_backend_class() -> type:
     from transformers import GenerationConfig
 
     from gift.rollout import HFBackend, Sample
+    from gift.rollout.kv_reuse import left_pad
 
     class LegacyLogitsBackend(HFBackend):
         def _generate_chunk(self, prompts, max_new_tokens, temperature, top_p):  # type: ignore[override]
             device = next(self.model.parameters()).device
-            width = max(len(p) for p in prompts)
-            input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-            attention = torch.zeros((len(prompts), width), dtype=torch.long)
-            for row, prompt in enumerate(prompts):
-                input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-                attention[row, width - len(prompt) :] = 1
+            input_ids, attention = left_pad(prompts, self.pad_id)
+            width = input_ids.shape[1]
             greedy = temperature == 0
             options: dict[str, Any] = {"do_sample": False}
             if not greedy:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from gift.games.registry import make
 from gift.opponents.batching import MoveBatcher
 from gift.opponents.policy import PolicyOpponent

@@ -7,6 +7,10 @@ import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from gift.errors import ConfigError
+from gift.opponents import OpponentError, OpponentRequest, ask_with_retries, resolve_opponent
+from gift.opponents.openai_client import OpenAIChatOpponent
 from tests.opponents.chat_server import (
     ChatServer,
     closed_port_url,
@@ -17,10 +21,6 @@ from tests.opponents.chat_server import (
     reply,
     stall,
 )
-
-from gift.errors import ConfigError
-from gift.opponents import OpponentError, OpponentRequest, ask_with_retries, resolve_opponent
-from gift.opponents.openai_client import OpenAIChatOpponent
 
 KEY_ENV = "GIFT_TEST_OPENAI_KEY"
 SECRET = "sk-test-Zq7xSECRETvalue123"

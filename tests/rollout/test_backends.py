@@ -176,7 +176,9 @@ def test_merged_hf_weights_of_a_lora_model_equal_merge_and_unload_and_leave_it_u
     for name, value in reference.items():
         torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6)
     q = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.allclose(merged[q], before["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"])
+    assert not torch.allclose(
+        merged[q], before["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"]
+    )
     for key, value in peft_model.state_dict().items():  # the peft model is untouched
         assert torch.equal(value, before[key])
     # A plain model passes through unchanged.

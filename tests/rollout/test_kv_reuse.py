@@ -25,7 +25,9 @@ def play_turns(backend, prompts, turns, max_new_tokens=6, temperature=0.0, seed=
             prompts, max_new_tokens, temperature=temperature, seed=None if seed is None else seed + turn
         )
         history.append((prompts, samples))
-        extras = random_prompts([1 + (3 * i + turn) % 7 for i in range(len(prompts))], seed=extras_seed + turn)
+        extras = random_prompts(
+            [1 + (3 * i + turn) % 7 for i in range(len(prompts))], seed=extras_seed + turn
+        )
         prompts = [p + s.token_ids + e for p, s, e in zip(prompts, samples, extras, strict=True)]
     return history
 
@@ -62,8 +64,8 @@ def test_greedy_multi_turn_equals_full_prefill_and_prefills_less(tiny_model):
     first_turn = sum(len(p) - 1 for p in {tuple(p) for p in prompts}) + len(prompts)
     later = sum(
         len(b) - len(a) - (len(s.token_ids) - 1)
-        for (pa, sa), (pb, _) in zip(with_reuse, with_reuse[1:])
-        for a, s, b in zip(pa, sa, pb)
+        for (pa, sa), (pb, _) in zip(with_reuse, with_reuse[1:], strict=False)
+        for a, s, b in zip(pa, sa, pb, strict=True)
     )
     assert store.prefilled_tokens == first_turn + later
 
@@ -121,7 +123,9 @@ def test_unrelated_prompts_and_a_tiny_budget_fall_back_to_full_prefill(tiny_mode
     history = play_turns(backend, prompts, turns=3, temperature=0.0)
     assert backend.store.bytes <= 4096
     reference = play_turns(HFBackend(model, tok, kv_reuse=False), prompts, turns=3, temperature=0.0)
-    assert [[s.token_ids for s in ss] for _, ss in history] == [[s.token_ids for s in ss] for _, ss in reference]
+    assert [[s.token_ids for s in ss] for _, ss in history] == [
+        [s.token_ids for s in ss] for _, ss in reference
+    ]
     # A prompt that extends nothing in the store is prefilled from scratch.
     fresh = HFBackend(model, tok)
     fresh.generate(random_prompts([10], seed=5), 3, temperature=0.0)

@@ -80,7 +80,9 @@ class MoveBatcher:
         if key is None or not self._in_round:
             self.calls += 1
             self.requests += 1
-            return self.backend.generate([prompt], max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)[0]
+            return self.backend.generate(
+                [prompt], max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
+            )[0]
         options = (int(max_new_tokens), float(temperature), float(top_p))
         with self._lock:
             if self._options is not None and self._pending and self._options != options:

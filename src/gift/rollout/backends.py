@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gift.errors import ConfigError, check_range
-from gift.rollout.kv_reuse import PrefixStore, generate_reusing, supports_reuse
+from gift.rollout.kv_reuse import PrefixStore, generate_reusing, left_pad, supports_reuse
 from gift.rollout.transcript import stop_token_ids
 
 
@@ -87,7 +87,11 @@ def merged_hf_weights(source: Any) -> list[tuple[str, Any]]:
     with torch.no_grad():
         for name, module in source.named_modules():
             get_delta = getattr(module, "get_delta_weight", None)
-            if get_delta is not None and hasattr(module, "base_layer") and adapter in getattr(module, "lora_A", {}):
+            if (
+                get_delta is not None
+                and hasattr(module, "base_layer")
+                and adapter in getattr(module, "lora_A", {})
+            ):
                 deltas[f"{name}.base_layer.weight"] = get_delta(adapter)
     weights = []
     for name, tensor in source.state_dict().items():
@@ -251,7 +255,6 @@ class HFBackend(GenerationBackend):
     def _generate_chunk(
         self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float
     ) -> list[Sample]:
-        import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         greedy = temperature == 0
@@ -294,12 +297,8 @@ class HFBackend(GenerationBackend):
             out, width = generate_reusing(self.model, self.store, prompts, self.pad_id, run_generate)
         else:
             device = next(self.model.parameters()).device
-            width = max(len(p) for p in prompts)
-            input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-            attention = torch.zeros((len(prompts), width), dtype=torch.long)
-            for row, prompt in enumerate(prompts):
-                input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-                attention[row, width - len(prompt) :] = 1
+            input_ids, attention = left_pad(prompts, self.pad_id)
+            width = input_ids.shape[1]
             out = run_generate(input_ids.to(device), attention.to(device))
         generated = out.sequences[:, width:]
         # Rows already stopped gather at pad ids; those positions are dropped below.

@@ -214,7 +214,7 @@ def run_rollouts(
             turn += 1
             samples = _generate_turn(backend, [trajectories[i].input_ids for i in live], cfg, turn)
 
-            def step(index: int, sample: Sample) -> bool:
+            def step(index: int, sample: Sample, turn: int = turn) -> bool:
                 return _play_turn(
                     games[index], trajectories[index], sample, codec, cfg, instruction, room, turn, prefix_ids
                 )

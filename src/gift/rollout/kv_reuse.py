@@ -129,7 +129,10 @@ def cache_layers(cache: Any) -> list[tuple[Any, Any]]:
 def slice_rows(layers: list[tuple[Any, Any]], row: int, positions: Any) -> list[tuple[Any, Any]]:
     """One row's keys and values at `positions` (a 1-D index tensor), copied so the batch tensors can be freed."""
     return [
-        (k[row : row + 1].index_select(2, positions).clone(), v[row : row + 1].index_select(2, positions).clone())
+        (
+            k[row : row + 1].index_select(2, positions).clone(),
+            v[row : row + 1].index_select(2, positions).clone(),
+        )
         for k, v in layers
     ]
 
@@ -146,18 +149,28 @@ def empty_prefix(model: Any) -> CachedPrefix:
     return CachedPrefix([], [(empty, empty) for _ in range(config.num_hidden_layers)])
 
 
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """[len(rows), longest] token ids padded on the left with `pad_id`, and the matching attention mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, tokens in enumerate(rows):
+        if tokens:
+            ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, width - len(tokens) :] = 1
+    return ids, mask
+
+
 def _prefill_entries(model: Any, prompts: list[list[int]], pad_id: int) -> list[CachedPrefix]:
     """Batched prefill of `prompt[:-1]` for each (distinct) prompt; one entry each. Prompts need >= 2 tokens."""
     import torch
 
     device = next(model.parameters()).device
     bodies = [p[:-1] for p in prompts]
-    width = max(len(b) for b in bodies)
-    ids = torch.full((len(bodies), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(bodies), width), dtype=torch.long)
-    for row, body in enumerate(bodies):
-        ids[row, width - len(body) :] = torch.tensor(body, dtype=torch.long)
-        mask[row, width - len(body) :] = 1
+    ids, mask = left_pad(bodies, pad_id)
+    width = ids.shape[1]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         out = model(
@@ -192,7 +205,10 @@ def generate_reusing(
     missing = {tuple(p) for p, (_, base) in zip(prompts, found, strict=True) if base is None}
     if missing:
         fresh = dict(zip(missing, _prefill_entries(model, [list(p) for p in missing], pad_id), strict=True))
-        found = [(key, base if base is not None else fresh[tuple(p)]) for p, (key, base) in zip(prompts, found, strict=True)]
+        found = [
+            (key, base if base is not None else fresh[tuple(p)])
+            for p, (key, base) in zip(prompts, found, strict=True)
+        ]
     bases = [base for _, base in found]
     deltas = [p[len(b.ids) :] for p, b in zip(prompts, bases, strict=True)]
     store.hits += sum(1 for key, _ in found if key is not None)
