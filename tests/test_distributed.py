@@ -198,6 +198,85 @@ def test_update_with_an_empty_share_neither_deadlocks_nor_diverges(tiny_model_di
     assert ranks[0]["after"] != ranks[0]["before"], "the update did not move the weights"
 
 
+SHARED_WORKER = """
+import json, sys, torch
+from accelerate import Accelerator
+from transformers import AutoModelForCausalLM
+from gift.config import AlgorithmSettings
+from gift.learner import UpdatePlan, plan_shape, ppo_update
+from gift.rollout.engine import Trajectory
+
+model_dir, out_dir = sys.argv[1], sys.argv[2]
+acc = Accelerator(cpu=True)
+rank = acc.process_index
+torch.set_num_threads(1)
+
+def tokens(seed, n):
+    return torch.randint(5, 400, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+def traj(group, k):
+    prompt, reply = tokens(group, 18 + group), tokens(100 * group + k, 3 + k)
+    ids = prompt + reply
+    return Trajectory("toy", "toy", group, group, ids, [0] * len(prompt) + [1] * len(reply), [0.0] * len(ids),
+                      len(prompt), [], {})
+
+# Each process trains on its own two groups of three, interleaved.
+groups = [2 * rank + 1, 2 * rank + 2]
+trajs = [traj(groups[k % 2], k) for k in range(6)]
+plan = UpdatePlan(trajs, [1.0, -0.5, 0.2, -0.9, 0.7, -0.3])
+for share in (True, False):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    rows = []
+    model.get_input_embeddings().register_forward_hook(lambda m, a, o: rows.append(a[0].shape[0]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    model, optimizer = acc.prepare(model, optimizer)
+    algo = AlgorithmSettings(mini_batch_size=6, micro_batch_size=3, ppo_epochs=2, grad_clip=1e9,
+                             share_prefix=share)
+    ppo_update(model, optimizer, scheduler, plan, algo, acc, 0, step_seed=5,
+               micro_batches_per_minibatch=plan_shape(len(trajs), algo, acc), spare=trajs[0])
+    state = {k: v.detach().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+    mode = "shared" if share else "plain"
+    torch.save(state, f"{out_dir}/rank-{rank}-{mode}.pt")
+    with open(f"{out_dir}/rank-{rank}-{mode}.json", "w") as fh:
+        json.dump(rows, fh)
+"""
+
+
+@pytest.mark.slow
+def test_shared_prompts_under_ddp_keep_replicas_identical_and_match_the_plain_update(
+    tiny_model_dir, tmp_path
+):
+    """Prefixes run through the bare module, suffixes through the DDP wrapper: one synchronised backward."""
+    import torch
+
+    script = tmp_path / "shared_worker.py"
+    script.write_text(SHARED_WORKER)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    _launch([*cmd, str(script), tiny_model_dir, str(out)], "torch.distributed.run (2 processes)")
+    states = {
+        (rank, mode): torch.load(out / f"rank-{rank}-{mode}.pt")
+        for rank in (0, 1)
+        for mode in ("shared", "plain")
+    }
+    for rank in (0, 1):
+        # Rows per forward: 3-row micro-batches; with sharing, a pass of each micro-batch's 1 or 2 prompts too.
+        assert set(json.loads((out / f"rank-{rank}-plain.json").read_text())) == {3}
+        assert set(json.loads((out / f"rank-{rank}-shared.json").read_text())) - {3} <= {1, 2}
+        assert min(json.loads((out / f"rank-{rank}-shared.json").read_text())) < 3
+    for name, value in states[0, "shared"].items():
+        assert torch.equal(value, states[1, "shared"][name]), f"replicas diverged at {name}"
+        torch.testing.assert_close(value, states[0, "plain"][name], rtol=1e-4, atol=1e-5, msg=name)
+
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).state_dict()
+    assert any((states[0, "shared"][k] - v).abs().max() > 1e-4 for k, v in before.items()), "no update"
+
+
 # --------------------------------------------------------------------------------------------- launch configs
 def _prepared(name: str):
     """What `accelerate launch --config_file NAME` would set up, short of starting processes."""
@@ -221,7 +300,14 @@ def test_every_config_is_valid_yaml_with_only_keys_accelerate_knows():
     from accelerate.commands.launch import launch_command_parser
 
     names = sorted(p.name for p in CONFIGS.glob("*.yaml"))
-    assert names == ["ddp-cpu.yaml", "ddp.yaml", "deepspeed-zero2.yaml", "deepspeed-zero3.yaml", "fsdp.yaml"]
+    assert names == [
+        "ddp-cpu.yaml",
+        "ddp.yaml",
+        "deepspeed-zero2-cpu.yaml",
+        "deepspeed-zero2.yaml",
+        "deepspeed-zero3.yaml",
+        "fsdp.yaml",
+    ]
     launch_options = {a.dest for a in launch_command_parser()._actions}
     for name in names:
         raw = yaml.safe_load((CONFIGS / name).read_text())

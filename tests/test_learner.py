@@ -123,7 +123,7 @@ def plan() -> UpdatePlan:
     return UpdatePlan(trajs, [1.2, -0.7, 0.4, -0.9])
 
 
-def _update(model, plan, accelerator, shape=None, spare=None, **algo_options):
+def _update(model, plan, accelerator, shape=None, spare=None, ref_model=None, **algo_options):
     """One ppo_update with plain SGD (lr 1, no clipping), returning the parameter change and the metrics."""
     algo = AlgorithmSettings(grad_clip=1e9, **algo_options)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -142,6 +142,7 @@ def _update(model, plan, accelerator, shape=None, spare=None, **algo_options):
         step_seed=0,
         micro_batches_per_minibatch=shape,
         spare=spare,
+        ref_model=ref_model,
     )
     delta = {k: v.detach() - before[k] for k, v in model.named_parameters()}
     return delta, metrics
@@ -229,3 +230,52 @@ def test_deepspeed_sees_one_accumulation_boundary_per_mini_batch(tiny_model, pla
     assert recorder.boundaries == [False, True, True]  # mini-batches of 2 and 1 passes
     assert metrics["optimizer_steps"] == 2.0
     assert accelerator.gradient_state.sync_gradients is True  # left as found for the rest of the program
+
+
+def grouped_plan() -> UpdatePlan:
+    """Three groups of trajectories (one prompt each, several turns), interleaved as rollouts may return them."""
+    prompts = {g: token_traj(100 + g, [(20 + 6 * g, 0)]).input_ids for g in range(3)}
+    trajs = []
+    for k in range(9):
+        g = k % 3
+        reply = token_traj(200 + k, [(2 + k % 4, 1), (3, 0), (2, 1)])
+        trajs.append(
+            Trajectory(
+                game_id="toy",
+                task="toy",
+                group_id=g,
+                seed=g,
+                input_ids=prompts[g] + reply.input_ids,
+                loss_mask=[0] * len(prompts[g]) + reply.loss_mask,
+                sampled_logprobs=[0.0] * (len(prompts[g]) + len(reply.input_ids)),
+                prompt_len=len(prompts[g]),
+                messages=[],
+                final_info={},
+            )
+        )
+    return UpdatePlan(trajs, [0.9, -1.1, 0.3, -0.2, 1.4, -0.6, 0.5, -0.8, 0.1])
+
+
+def test_sharing_prompts_gives_the_same_update(tiny_model, accelerator):
+    """Old log-probs, reference log-probs and the gradients all go through the shared path, with the same result."""
+    model, _ = tiny_model
+    twin, ref = copy.deepcopy(model), copy.deepcopy(model)
+    ref.requires_grad_(False)
+    for p in ref.parameters():
+        p.add_(0.01 * torch.randn_like(p))  # a reference that differs, so the KL term has a gradient
+    options = dict(mini_batch_size=6, micro_batch_size=3, ppo_epochs=2, kl_coef=0.1, ref_model=ref)
+    counter = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, a, o: counter.append(a[0].shape[0]))
+    try:
+        shared, m1 = _update(model, grouped_plan(), accelerator, share_prefix=True, **options)
+    finally:
+        hook.remove()
+    plain, m2 = _update(twin, grouped_plan(), accelerator, share_prefix=False, **options)
+    assert m1["optimizer_steps"] == m2["optimizer_steps"] == 4.0
+    # Sorted by group, the micro-batches hold rows of one or two prompts: some prefix passes have fewer rows.
+    assert any(rows < 3 for rows in counter), counter
+    assert any(d.abs().max() > 1e-4 for d in plain.values())
+    for name in plain:
+        torch.testing.assert_close(shared[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
+    for key in ("pg_loss", "entropy_mean", "ratio_mean", "grad_norm"):
+        assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key

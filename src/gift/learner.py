@@ -19,6 +19,7 @@ from gift.algorithms import compute_advantages, filter_groups, gather_logprobs, 
 from gift.algorithms.losses import entropy_from_logits
 from gift.config import AlgorithmSettings
 from gift.rollout import Trajectory
+from gift.shared_prefix import can_share, forward, plan_prefixes, shared_token_logprobs
 
 
 @dataclass
@@ -75,34 +76,40 @@ def first_loss_position(loss_mask: torch.Tensor) -> int:
 
 
 def token_logprobs(
-    model: Any, batch: dict[str, torch.Tensor], with_entropy: bool
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    with_entropy: bool,
+    share: bool = True,
+    prefix_model: Any = None,
 ) -> tuple[torch.Tensor, Any]:
     """Log-probs of each next token (and the policy entropy there), shape [B, T-1].
 
     Logits are only computed from the first position any row trains on (`logits_to_keep`): the prompt before it
     is masked out of every loss, and its vocabulary-wide logits, log-softmax and entropy dominated the update's
     time and memory for long prompts. Positions before it hold 0.
+
+    With `share`, rows that start with the same tokens (a group's prompt) run their common start once
+    (`gift.shared_prefix`); every trained position gets the same value, untrained ones may hold 0 instead.
+    `prefix_model` runs those prefixes: under DDP the bare module, while `model` is the wrapper that must run
+    once per backward. Default: `model`.
     """
     ids = batch["input_ids"]
+    if share:
+        scorer = model if prefix_model is None else prefix_model
+        plan = plan_prefixes(ids, batch["attention_mask"], batch["loss_mask"]) if can_share(scorer) else None
+        shared = shared_token_logprobs(model, scorer, batch, plan, with_entropy) if plan else None
+        if shared is not None:
+            return shared
     start = first_loss_position(batch["loss_mask"])
-    out = _forward(model, ids, batch["attention_mask"], keep=ids.shape[1] - start)
-    logits = out.logits[:, -(ids.shape[1] - start) : -1].float()
+    keep = ids.shape[1] - start
+    out = forward(model, keep, input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False)
+    logits = out.logits[:, -keep:-1].float()
     logprobs = gather_logprobs(logits, ids[:, start + 1 :])
     entropy = entropy_from_logits(logits) if with_entropy else None
     if start:
         logprobs = torch.nn.functional.pad(logprobs, (start, 0))
         entropy = None if entropy is None else torch.nn.functional.pad(entropy, (start, 0))
     return logprobs, entropy
-
-
-def _forward(model: Any, ids: torch.Tensor, attention: torch.Tensor, keep: int) -> Any:
-    """The model's forward with only the last `keep` positions' logits (all of them if it cannot do that)."""
-    try:
-        return model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=keep)
-    except TypeError as err:
-        if "logits_to_keep" not in str(err):
-            raise
-        return model(input_ids=ids, attention_mask=attention, use_cache=False)
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
@@ -138,17 +145,18 @@ def ppo_update(
     grad_norms: list[float] = []
     spares = plan.trajectories[:1] or ([spare] if spare is not None else [])
     deepspeed = getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
+    # The bare module, not the DDP wrapper: a wrapped forward may broadcast buffers (a collective), and
+    # processes make different numbers of these passes, which would deadlock. It also runs shared prefixes.
+    bare = accelerator.unwrap_model(model)
+    share = algo.share_prefix
 
     need_old = algo.ppo_epochs > 1 or len(shape) > 1
     old: list[torch.Tensor | None] = [None] * n
     if need_old and n:
-        # The bare module, not the DDP wrapper: a wrapped forward may broadcast buffers (a collective), and
-        # processes make different numbers of these passes, which would deadlock.
-        scorer = accelerator.unwrap_model(model)
         with torch.no_grad():
-            for idx in _chunks(list(range(n)), algo.micro_batch_size):
+            for idx in _chunks(_by_group(list(range(n)), plan), algo.micro_batch_size):
                 batch = _pad_batch([plan.trajectories[i] for i in idx], pad_id, device)
-                lp, _ = token_logprobs(scorer, batch, with_entropy=False)
+                lp, _ = token_logprobs(bare, batch, with_entropy=False, share=share)
                 for row, i in enumerate(idx):
                     old[i] = lp[row, : len(plan.trajectories[i].input_ids) - 1].detach()
 
@@ -156,7 +164,7 @@ def ppo_update(
         order = torch.randperm(n, generator=generator).tolist() if n else []
         minibatches = _chunks(order, algo.mini_batch_size)
         for mb_index, micro_count in enumerate(shape):
-            members = minibatches[mb_index] if mb_index < len(minibatches) else []
+            members = _by_group(minibatches[mb_index], plan) if mb_index < len(minibatches) else []
             micros = _chunks(members, algo.micro_batch_size)
             tokens = sum(sum(plan.trajectories[i].loss_mask) for i in members)
             # Global normaliser: DDP averages gradients over processes, so scale by the world size.
@@ -170,7 +178,9 @@ def ppo_update(
                 if not trajs:
                     raise RuntimeError("ppo_update: a padding micro-batch needs a spare trajectory")
                 batch = _pad_batch(trajs, pad_id, device)
-                logprobs, entropy = token_logprobs(model, batch, with_entropy=True)
+                logprobs, entropy = token_logprobs(
+                    model, batch, with_entropy=True, share=share, prefix_model=bare
+                )
                 width = logprobs.shape[1]
                 adv = torch.tensor([plan.advantages[i] for i in idx] if real else [0.0], device=device)
                 old_lp = torch.zeros_like(logprobs)
@@ -183,7 +193,7 @@ def ppo_update(
                 ref_lp = None
                 if ref_model is not None and algo.kl_coef > 0:
                     with torch.no_grad():
-                        ref_lp, _ = token_logprobs(ref_model, batch, with_entropy=False)
+                        ref_lp, _ = token_logprobs(ref_model, batch, with_entropy=False, share=share)
                 mask = batch["loss_mask"][:, :width] * (1.0 if real else 0.0)
                 loss, metrics = policy_loss(
                     logprobs,
@@ -227,6 +237,15 @@ def ppo_update(
         out["grad_norm_max"] = max(grad_norms)
     out["optimizer_steps"] = float(len(grad_norms))
     return out
+
+
+def _by_group(members: list[int], plan: UpdatePlan) -> list[int]:
+    """Members reordered so that a group's trajectories (one prompt) share micro-batches.
+
+    Exact: a mini-batch's summed gradient does not depend on how it is cut into micro-batches (the loss
+    normaliser is the mini-batch's), while the mini-batch itself stays a random draw.
+    """
+    return sorted(members, key=lambda i: plan.trajectories[i].group_id)
 
 
 def _seq_normaliser(members: list[int], accelerator: Any) -> float:
