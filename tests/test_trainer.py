@@ -336,3 +336,15 @@ def test_nested_and_mixed_runs_write_per_game_metrics_samples_and_plots(
     if preset == "I2" and mode == "nested":
         assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "config.yaml").is_file()
+
+
+def test_long_lived_objects_are_frozen_during_the_steps_only(tiny_model_dir, tmp_path, monkeypatch):
+    """The per-step collection skips what lives for the whole run, and the process gets it back afterwards."""
+    import gc
+
+    frozen: list[int] = []
+    release = trainer._release_memory
+    monkeypatch.setattr(trainer, "_release_memory", lambda: (frozen.append(gc.get_freeze_count()), release()))
+    run(tiny_model_dir, tmp_path, "frozen", "train.steps=2")
+    assert len(frozen) == 2 and all(count > 1000 for count in frozen), frozen
+    assert gc.get_freeze_count() == 0

@@ -11,6 +11,7 @@ Read top to bottom: validate the config and build the tasks (before any model lo
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -273,6 +274,10 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         max_batch=cfg.rollout.max_batch,
     )
     pad_id = tokenizer.pad_token_id
+    # What is alive now (libraries, models, optimizer) lives for the whole run: freezing it keeps it out of
+    # the full collection after every step (`_release_memory`), which otherwise scans it all, 0.2 s a step.
+    gc.collect()
+    gc.freeze()
     for step in range(start, cfg.train.steps):
         t0 = time.perf_counter()
         groups = sampler.next_batch()
@@ -373,6 +378,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 cfg,
             )
 
+    gc.unfreeze()
     with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
         final = {"final": True, "rank": rank, "digest": params_digest(policy)}
         fh.write(json.dumps({**final, "engine": accelerator.distributed_type.value}) + "\n")
@@ -389,7 +395,6 @@ def _release_memory() -> None:
     """Return freed heap to the OS after each step: on Linux/glibc, CPU training with ever-changing sequence
     shapes otherwise fragments the heap until the process is killed for memory."""
     import ctypes
-    import gc
 
     gc.collect()
     try:
