@@ -126,7 +126,7 @@ def load_model(
             f"evaluating a model needs the train extra (pip install 'gift-rl[train]'): {err}"
         ) from None
     from gift.rollout.backends import HFBackend, VLLMBackend
-    from gift.rollout.transcript import ChatCodec
+    from gift.rollout.transcript import ChatCodec, stop_token_ids
 
     weights = resolve_model(source.weights) if source.weights == EMBEDDED else source.weights
     tokenizer_path = resolve_model(EMBEDDED) if source.tokenizer_path == EMBEDDED else source.tokenizer_path
@@ -158,11 +158,12 @@ def load_model(
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
         del model
-        return LoadedModel(source.label, VLLMBackend(str(target)), tokenizer, codec, None, source)
+        engine = VLLMBackend(str(target), stop_ids=stop_token_ids(tokenizer))
+        return LoadedModel(source.label, engine, tokenizer, codec, None, source)
     model.to(device)
-    return LoadedModel(
-        source.label, HFBackend(model, tokenizer, max_batch=max_batch), tokenizer, codec, model, source
-    )
+    # Evaluation prompts are fresh single-turn chats: nothing to reuse across calls, so keep no KV between them.
+    hf = HFBackend(model, tokenizer, max_batch=max_batch, kv_reuse=False)
+    return LoadedModel(source.label, hf, tokenizer, codec, model, source)
 
 
 def release(loaded: LoadedModel) -> None:

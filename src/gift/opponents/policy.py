@@ -57,7 +57,9 @@ class PolicyOpponent(Opponent):
         frozen = copy.deepcopy(model)
         frozen.eval()
         frozen.requires_grad_(False)
-        return cls(HFBackend(frozen, tokenizer, max_batch=max_batch), tokenizer, **options)
+        # Opponent prompts are fresh single-turn chats: keep no KV between calls (it would only hold memory).
+        backend = HFBackend(frozen, tokenizer, max_batch=max_batch, kv_reuse=False)
+        return cls(backend, tokenizer, **options)
 
     def prompt_ids(self, request: OpponentRequest) -> list[int]:
         text = request.prompt

@@ -76,7 +76,10 @@ class PrefixStore:
         limit = len(prompt) - 1
         for key, (entry, _) in self._entries.items():
             n = len(entry.ids)
-            if n <= limit and (best is None or n > len(best.ids)) and prompt[:n] == entry.ids:
+            if not n or n > limit or (best is not None and n <= len(best.ids)):
+                continue
+            # Cheap checks first: most entries belong to other games and differ early or at their end.
+            if entry.ids[0] == prompt[0] and entry.ids[-1] == prompt[n - 1] and prompt[:n] == entry.ids:
                 best_key, best = key, entry
         if best_key is not None:
             self._entries.move_to_end(best_key)
