@@ -12,6 +12,8 @@ from gift.config import AlgorithmSettings
 from gift.learner import UpdatePlan, plan_shape, ppo_update, prepare_update
 from gift.rollout.engine import Trajectory
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one intra-op thread
+
 
 def traj(group: int, reward: float, opponent_failed: bool = False, turns: int = 1) -> Trajectory:
     """A trajectory whose only meaningful fields for filtering are its group, reward and failure flag."""
@@ -95,13 +97,6 @@ def test_prepare_update_with_only_failures_is_empty():
 
 
 # -------------------------------------------------------------------------------------------- ppo_update
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra intra-op threads only spin against other processes on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
