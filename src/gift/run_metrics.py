@@ -1,10 +1,13 @@
-"""Per-step training metrics from trajectory records: overall, per task (mixed runs) and per sub-game (nested)."""
+"""Per-step training metrics from trajectory records (overall, per task in mixed runs, per sub-game in nested
+runs) and what a run leaves in its folder besides them: sample trajectories, summary.json, plots, the end table."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from gift.compose import summarize_subgames
@@ -87,3 +90,47 @@ def summary_rows(rows: Sequence[Mapping[str, Any]], fraction: float = 0.2) -> li
         last = _mean(v for _, v in values[-window:])
         out.append({"metric": key, "first": first, "last": last, "steps": len(values), "window": window})
     return out
+
+
+def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> None:
+    """A few full trajectories (the first of each group first) as JSON lines."""
+    seen, chosen = set(), []
+    for rec in records:
+        if rec["group_id"] not in seen:
+            seen.add(rec["group_id"])
+            chosen.append(rec)
+    chosen = (chosen + [r for r in records if r not in chosen])[:count]
+    out = run_dir / "samples"
+    out.mkdir(exist_ok=True)
+    with (out / f"step-{step:06d}.jsonl").open("w") as fh:
+        for rec in chosen:
+            fh.write(json.dumps(rec, default=str) + "\n")
+
+
+def finish_run(run_dir: Path, plots: bool) -> None:
+    """Plots and the summary table (first vs last steps per game / sub-game)."""
+    from gift.metrics import read_metrics
+
+    rows = summary_rows(read_metrics(run_dir / "metrics.jsonl"))
+    (run_dir / "summary.json").write_text(json.dumps(rows, indent=2))
+    if plots:
+        from gift.plots import write_plots
+
+        write_plots(run_dir)
+    print_summary(rows, run_dir)
+
+
+def print_summary(rows: list[dict], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"gift-rl run {run_dir.name}")
+    for col in ("metric", "first steps", "last steps", "change"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in rows:
+        table.add_row(
+            row["metric"], f"{row['first']:.3f}", f"{row['last']:.3f}", f"{row['last'] - row['first']:+.3f}"
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {run_dir}")

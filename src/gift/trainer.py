@@ -28,7 +28,7 @@ from gift.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoi
 from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
-from gift.run_metrics import step_metrics, summary_rows
+from gift.run_metrics import finish_run, save_samples, step_metrics
 from gift.tasks import substitute_self, task_pairs, uses_self_play, validate_tasks
 
 
@@ -356,7 +356,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             )
             logger.log(step + 1, metrics)
             if (step + 1) % cfg.train.sample_every == 0 or step == start:
-                _save_samples(run_dir, step + 1, records, cfg.train.samples_per_save)
+                save_samples(run_dir, step + 1, records, cfg.train.samples_per_save)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
@@ -386,7 +386,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         bar.close()
     logger.close()
     if is_main:
-        _finish(run_dir, cfg)
+        finish_run(run_dir, plots=cfg.train.plots)
     accelerator.wait_for_everyone()
     return run_dir
 
@@ -440,50 +440,6 @@ def _checkpoint(
             keep=cfg.train.keep_checkpoints,
         )
     accelerator.wait_for_everyone()
-
-
-def _save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> None:
-    """A few full trajectories (the first of each group first) as JSON lines."""
-    seen, chosen = set(), []
-    for rec in records:
-        if rec["group_id"] not in seen:
-            seen.add(rec["group_id"])
-            chosen.append(rec)
-    chosen = (chosen + [r for r in records if r not in chosen])[:count]
-    out = run_dir / "samples"
-    out.mkdir(exist_ok=True)
-    with (out / f"step-{step:06d}.jsonl").open("w") as fh:
-        for rec in chosen:
-            fh.write(json.dumps(rec, default=str) + "\n")
-
-
-def _finish(run_dir: Path, cfg: Config) -> None:
-    """Plots and the summary table (first vs last steps per game / sub-game)."""
-    from gift.metrics import read_metrics
-
-    rows = summary_rows(read_metrics(run_dir / "metrics.jsonl"))
-    (run_dir / "summary.json").write_text(json.dumps(rows, indent=2))
-    if cfg.train.plots:
-        from gift.plots import write_plots
-
-        write_plots(run_dir)
-    _print_summary(rows, run_dir)
-
-
-def _print_summary(rows: list[dict], run_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"gift-rl run {run_dir.name}")
-    for col in ("metric", "first steps", "last steps", "change"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
-    for row in rows:
-        table.add_row(
-            row["metric"], f"{row['first']:.3f}", f"{row['last']:.3f}", f"{row['last'] - row['first']:+.3f}"
-        )
-    console = Console()
-    console.print(table)
-    console.print(f"run folder: {run_dir}")
 
 
 def main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
