@@ -167,6 +167,7 @@ metrics = ppo_update(model, optimizer, scheduler, plan, algo, acc, 0, step_seed=
 after = params_digest(acc.unwrap_model(model))
 with open(f"{out_dir}/rank-{rank}.json", "w") as fh:
     json.dump({"shape": shape, "before": before, "after": after, "steps": metrics["optimizer_steps"]}, fh)
+acc.end_training()  # destroy the process group before exit (gloo's threads may otherwise abort the process)
 """
 
 
@@ -241,6 +242,7 @@ for share in (True, False):
     torch.save(state, f"{out_dir}/rank-{rank}-{mode}.pt")
     with open(f"{out_dir}/rank-{rank}-{mode}.json", "w") as fh:
         json.dump(rows, fh)
+acc.end_training()
 """
 
 

@@ -388,6 +388,9 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     if is_main:
         finish_run(run_dir, plots=cfg.train.plots)
     accelerator.wait_for_everyone()
+    # Tear the process group down before the interpreter exits: left to exit-time destructors, gloo's
+    # threads sometimes abort a process ("terminate called without an active exception").
+    accelerator.end_training()
     return run_dir
 
 
