@@ -1,4 +1,5 @@
-"""The trainer's DeepSpeed ZeRO-2 path on CPU (one process), when deepspeed is installed; skipped otherwise.
+"""The trainer's DeepSpeed ZeRO-2 and ZeRO-3 paths on CPU (one process), when deepspeed is installed; skipped
+otherwise.
 
 DeepSpeed is a GPU extra and not in the CPU requirements; `pip install deepspeed` runs these tests.
 """
@@ -8,31 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.test_distributed import CONFIGS, REPO, _env, _launch
+from tests.test_distributed import COMMON, CONFIGS, REPO, _env, _launch
 
 pytest.importorskip("deepspeed")
-
-COMMON = [
-    "task.preset=null",
-    "task.mode=single",
-    "task.games=[matrix-v0]",
-    "task.game_options={matrix-v0: {parser: raw}}",
-    "task.groups=3",
-    "task.group_size=2",
-    "rollout.max_new_tokens=2",
-    "rollout.max_context=1024",
-    "algo.keep_ratio=1.0",
-    "algo.mini_batch_size=2",
-    "algo.micro_batch_size=1",
-    "algo.lr=1e-2",
-    "train.progress=false",
-    "train.plots=false",
-    "train.tensorboard=false",
-    "train.threads=1",
-]
 
 
 def _launch_cmd(*extra: str) -> list[str]:
@@ -82,3 +65,35 @@ def test_several_cpu_processes_under_deepspeed_stop_with_one_line(tiny_model_dir
     assert "2 processes were launched but accelerate set up 1" in result.stderr
     assert "ddp-cpu.yaml" in result.stderr
     assert not list(tmp_path.glob("*/checkpoints/step-*")), "no process may train alone"
+
+
+@pytest.mark.slow
+def test_zero3_generates_with_a_whole_copy_and_trains_like_one_plain_process(tiny_model_dir, tmp_path):
+    """ZeRO-3 partitions the model as it loads; rollouts, old log-probs and checkpoints use the whole copy."""
+    from tests.test_fsdp_cpu import _assert_close, _weights
+
+    args = [
+        f"model.name={tiny_model_dir}",
+        *COMMON,
+        "algo.ppo_epochs=2",
+        "train.steps=2",
+        f"train.run_dir={tmp_path}",
+    ]
+    _launch([*_launch_cmd("--zero_stage", "3"), *args, "train.run_name=z3"], "DeepSpeed ZeRO-3 on CPU")
+    final = [
+        json.loads(line) for line in (tmp_path / "z3" / "work" / "rank-0.jsonl").read_text().splitlines()
+    ][-1]
+    assert final["engine"] == "DEEPSPEED" and final["sharded"] is True
+    plain = subprocess.run(
+        [sys.executable, "-m", "gift", "train", *args, "train.run_name=plain"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    step = "checkpoints/step-000002"
+    z3, one = _weights(tmp_path / "z3" / step), _weights(tmp_path / "plain" / step)
+    _assert_close(z3, one, atol=1e-5)
+    assert max((z3[k] - v).abs().max().item() for k, v in _weights(Path(tiny_model_dir)).items()) > 1e-3

@@ -16,6 +16,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "accelerate"
 TIMEOUT = 240
+# A tiny, fast run: 3 groups of 2 on the matrix game, 2-token replies, mini-batches of 2, micro-batches of 1.
+COMMON = [
+    "task.preset=null",
+    "task.mode=single",
+    "task.games=[matrix-v0]",
+    "task.game_options={matrix-v0: {parser: raw}}",
+    "task.groups=3",
+    "task.group_size=2",
+    "rollout.max_new_tokens=2",
+    "rollout.max_context=1024",
+    "algo.keep_ratio=1.0",
+    "algo.mini_batch_size=2",
+    "algo.micro_batch_size=1",
+    "algo.lr=1e-2",
+    "train.progress=false",
+    "train.plots=false",
+    "train.tensorboard=false",
+    "train.threads=1",
+]
 
 
 def _env() -> dict[str, str]:
@@ -75,26 +94,11 @@ def test_two_processes_split_the_groups_and_stay_identical(tiny_model_dir, tmp_p
             "gift",
             "train",
             f"model.name={tiny_model_dir}",
-            "task.preset=null",
-            "task.mode=single",
-            "task.games=[matrix-v0]",
-            "task.game_options={matrix-v0: {parser: raw}}",
-            f"task.groups={groups}",
-            f"task.group_size={group_size}",
+            *COMMON,  # 3 groups of 2
             f"task.base_seed={base_seed}",
-            "rollout.max_new_tokens=2",
-            "rollout.max_context=1024",
-            "algo.keep_ratio=1.0",
-            "algo.mini_batch_size=2",
-            "algo.micro_batch_size=1",
-            "algo.lr=1e-2",
             f"train.run_dir={tmp_path}",
             "train.run_name=ddp",
             f"train.steps={steps}",
-            "train.progress=false",
-            "train.plots=false",
-            "train.tensorboard=false",
-            "train.threads=1",
         ],
         "accelerate launch (2 processes)",
     )
@@ -308,6 +312,7 @@ def test_every_config_is_valid_yaml_with_only_keys_accelerate_knows():
         "deepspeed-zero2-cpu.yaml",
         "deepspeed-zero2.yaml",
         "deepspeed-zero3.yaml",
+        "fsdp-cpu.yaml",
         "fsdp.yaml",
     ]
     launch_options = {a.dest for a in launch_command_parser()._actions}
@@ -340,7 +345,7 @@ def test_deepspeed_configs_build_the_plugin_the_trainer_adapts(name, stage):
     from accelerate.utils import DeepSpeedPlugin, DistributedType, patch_environment
 
     from gift.config import load_config
-    from gift.errors import ConfigError
+    from gift.sharded import engine_shards_parameters
     from gift.trainer import _configure_engine
 
     args, _, env = _prepared(name)
@@ -356,28 +361,29 @@ def test_deepspeed_configs_build_the_plugin_the_trainer_adapts(name, stage):
     accelerator = SimpleNamespace(
         distributed_type=DistributedType.DEEPSPEED, state=SimpleNamespace(deepspeed_plugin=plugin)
     )
-    if stage == 3:
-        with pytest.raises(ConfigError, match="ZeRO-3"):
-            _configure_engine(accelerator, cfg)
-        return
     _configure_engine(accelerator, cfg)
     ds = plugin.deepspeed_config
     assert ds["train_micro_batch_size_per_gpu"] == 3
     assert ds["gradient_accumulation_steps"] == 1
     assert ds["gradient_clipping"] == 0.5
+    # ZeRO-3 generates with a whole copy of the policy on each process (gift.sharded).
+    assert engine_shards_parameters(accelerator) == (stage == 3)
 
 
-def test_fsdp_config_builds_its_plugin_and_the_trainer_refuses_it():
+@pytest.mark.parametrize("name", ["fsdp.yaml", "fsdp-cpu.yaml"])
+def test_fsdp_configs_build_an_fsdp2_plugin_the_trainer_accepts(name):
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, patch_environment
 
     from gift.config import load_config
-    from gift.errors import ConfigError
     from gift.trainer import _configure_engine
 
-    args, _, env = _prepared("fsdp.yaml")
+    args, _, env = _prepared(name)
     assert args.use_fsdp and env["FSDP_VERSION"] == "2"
+    assert env["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "false"
     with patch_environment(**env):
         plugin = FullyShardedDataParallelPlugin()
     assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
-    with pytest.raises(ConfigError, match="FSDP"):
-        _configure_engine(SimpleNamespace(distributed_type=DistributedType.FSDP), load_config(None, []))
+    accelerator = SimpleNamespace(
+        distributed_type=DistributedType.FSDP, state=SimpleNamespace(fsdp_plugin=plugin)
+    )
+    _configure_engine(accelerator, load_config(None, []))  # no error: FSDP2 with whole loading is supported

@@ -118,7 +118,7 @@ def plan() -> UpdatePlan:
     return UpdatePlan(trajs, [1.2, -0.7, 0.4, -0.9])
 
 
-def _update(model, plan, accelerator, shape=None, spare=None, ref_model=None, **algo_options):
+def _update(model, plan, accelerator, shape=None, spare=None, ref_model=None, old_model=None, **algo_options):
     """One ppo_update with plain SGD (lr 1, no clipping), returning the parameter change and the metrics."""
     algo = AlgorithmSettings(grad_clip=1e9, **algo_options)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -138,6 +138,7 @@ def _update(model, plan, accelerator, shape=None, spare=None, ref_model=None, **
         micro_batches_per_minibatch=shape,
         spare=spare,
         ref_model=ref_model,
+        old_model=old_model,
     )
     delta = {k: v.detach() - before[k] for k, v in model.named_parameters()}
     return delta, metrics
@@ -274,3 +275,43 @@ def test_sharing_prompts_gives_the_same_update(tiny_model, accelerator):
         torch.testing.assert_close(shared[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
     for key in ("pg_loss", "entropy_mean", "ratio_mean", "grad_norm"):
         assert m1[key] == pytest.approx(m2[key], rel=1e-4, abs=1e-6), key
+
+
+def _count_rows(model, counter):
+    return model.get_input_embeddings().register_forward_hook(lambda m, a, o: counter.append(a[0].shape[0]))
+
+
+def test_an_old_model_scores_the_old_policy_and_the_trained_model_runs_only_equal_count_passes(
+    tiny_model, accelerator
+):
+    """The sharded-engine mode: old log-probs from a whole copy, one unshared pass per training micro-batch."""
+    model, _ = tiny_model
+    twin, old = copy.deepcopy(model), copy.deepcopy(model)
+    old.requires_grad_(False)
+    frozen = {k: v.clone() for k, v in old.state_dict().items()}
+    options = dict(mini_batch_size=6, micro_batch_size=3, ppo_epochs=2)
+    trained_rows, old_rows = [], []
+    hooks = [_count_rows(model, trained_rows), _count_rows(old, old_rows)]
+    try:
+        with_old, m1 = _update(
+            model, grouped_plan(), accelerator, share_prefix=True, old_model=old, **options
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    plain, m2 = _update(twin, grouped_plan(), accelerator, share_prefix=False, **options)
+    # 9 trajectories, mini-batches of 6 and 3, micro-batches of 3: 3 passes an epoch, each over 3 whole rows.
+    assert trained_rows == [3] * 6
+    assert old_rows and sum(old_rows) >= 9, "the old log-probs come from the copy"
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in frozen.items()), "the copy is not trained"
+    for name in plain:
+        torch.testing.assert_close(with_old[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert m1["ratio_mean"] == pytest.approx(m2["ratio_mean"], rel=1e-5)
+
+    # A copy holding other weights gives other old log-probs: the ratio moves away from the plain update's.
+    model2, shifted = copy.deepcopy(twin), copy.deepcopy(twin)
+    for p in shifted.parameters():
+        p.requires_grad_(False).add_(0.05 * torch.randn_like(p))
+    _, m3 = _update(model2, grouped_plan(), accelerator, old_model=shifted, **options)
+    _, m4 = _update(copy.deepcopy(twin), grouped_plan(), accelerator, **options)
+    assert abs(m3["ratio_mean"] - m4["ratio_mean"]) > 1e-3

@@ -128,6 +128,7 @@ def ppo_update(
     ref_model: Any = None,
     micro_batches_per_minibatch: Sequence[int] | None = None,
     spare: Trajectory | None = None,
+    old_model: Any = None,
 ) -> dict[str, float]:
     """PPO epochs over the plan; returns averaged metrics. Every process must call this the same number of times.
 
@@ -135,6 +136,11 @@ def ppo_update(
     passes each mini-batch makes; a process with fewer real micro-batches runs zero-weighted ones on a spare
     trajectory (`spare`, any trajectory of this process) so that distributed gradient synchronisation never
     waits for a missing backward.
+
+    `old_model`, when given, holds the weights the rollouts were sampled with and scores the old-policy
+    log-probs. Engines that shard the parameters (FSDP, ZeRO-3) need it: there every forward of `model` is a
+    collective, so only the equal-count training passes may use it, and without prompt sharing (whose number
+    of passes depends on each process's groups).
     """
     device = accelerator.device
     n = len(plan.trajectories)
@@ -149,6 +155,8 @@ def ppo_update(
     # processes make different numbers of these passes, which would deadlock. It also runs shared prefixes.
     bare = accelerator.unwrap_model(model)
     share = algo.share_prefix
+    train_share = share and old_model is None
+    scorer = bare if old_model is None else old_model
 
     need_old = algo.ppo_epochs > 1 or len(shape) > 1
     old: list[torch.Tensor | None] = [None] * n
@@ -156,7 +164,7 @@ def ppo_update(
         with torch.no_grad():
             for idx in _chunks(_by_group(list(range(n)), plan), algo.micro_batch_size):
                 batch = _pad_batch([plan.trajectories[i] for i in idx], pad_id, device)
-                lp, _ = token_logprobs(bare, batch, with_entropy=False, share=share)
+                lp, _ = token_logprobs(scorer, batch, with_entropy=False, share=share)
                 for row, i in enumerate(idx):
                     old[i] = lp[row, : len(plan.trajectories[i].input_ids) - 1].detach()
 
@@ -179,7 +187,7 @@ def ppo_update(
                     raise RuntimeError("ppo_update: a padding micro-batch needs a spare trajectory")
                 batch = _pad_batch(trajs, pad_id, device)
                 logprobs, entropy = token_logprobs(
-                    model, batch, with_entropy=True, share=share, prefix_model=bare
+                    model, batch, with_entropy=True, share=train_share, prefix_model=bare
                 )
                 width = logprobs.shape[1]
                 adv = torch.tensor([plan.advantages[i] for i in idx] if real else [0.0], device=device)

@@ -1,9 +1,10 @@
 """The training loop: rollouts of the policy against the games, the StarPO* update, metrics, checkpoints, resume.
 
 One code path from a laptop to a cluster: run `gift train CONFIG` directly, or `accelerate launch --config_file
-configs/accelerate/ddp.yaml -m gift train CONFIG` for several processes (DDP, or DeepSpeed ZeRO-2; ddp-cpu.yaml runs
-two processes on a CPU). Each process plays its share of the step's rollout groups, filters and updates on them;
-gradients are averaged by the distributed wrapper.
+configs/accelerate/ddp.yaml -m gift train CONFIG` for several processes (DDP, DeepSpeed ZeRO-2/3 or FSDP2;
+ddp-cpu.yaml and fsdp-cpu.yaml run two processes on a CPU). Each process plays its share of the step's rollout
+groups, filters and updates on them; gradients are averaged by the distributed wrapper. Engines that shard the
+parameters generate with a whole copy of the policy on each process (`gift.sharded`).
 
 Read top to bottom: validate the config and build the tasks (before any model loads), load the model, then
 `for step: sample groups → rollouts → advantages/filter → PPO update → metrics → checkpoint`.
@@ -29,6 +30,16 @@ from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
 from gift.run_metrics import finish_run, save_samples, step_metrics
+from gift.sharded import (
+    GenerationCopy,
+    check_sharding_settings,
+    enable_fsdp_on_cpu,
+    engine_shards_parameters,
+    load_optimizer_state,
+    loading_whole_weights,
+    local_parameter_count,
+    optimizer_state_to_save,
+)
 from gift.tasks import substitute_self, task_pairs, uses_self_play, validate_tasks
 
 
@@ -98,30 +109,18 @@ def params_digest(model: Any) -> str:
 
 
 def _configure_engine(accelerator: Any, cfg: Config) -> None:
-    """Fit a DeepSpeed launch to the loop; refuse engines that shard the parameters (see configs/accelerate/).
+    """Fit a DeepSpeed or FSDP launch to the loop (see configs/accelerate/).
 
-    Rollouts generate with the in-process policy on every process independently, so each process needs whole
-    parameters: ZeRO-3 and FSDP would turn every generation step into a collective that processes reach a
-    different number of times. ZeRO-1/2 shard only optimizer state and gradients. The loop accumulates its own
-    micro-batches and marks the last one of each mini-batch, so DeepSpeed's own accumulation count must be 1.
+    Sharding settings under which no whole generation copy can be built are refused (`gift.sharded`). The loop
+    accumulates its own micro-batches and marks the last one of each mini-batch, so DeepSpeed's own accumulation
+    count must be 1.
     """
     from accelerate.utils import DistributedType
 
-    kind = accelerator.distributed_type
-    if kind == DistributedType.FSDP:
-        raise ConfigError(
-            "FSDP shards the parameters, which the in-process rollouts cannot use; launch with "
-            "configs/accelerate/ddp.yaml or deepspeed-zero2.yaml"
-        )
-    if kind != DistributedType.DEEPSPEED:
+    check_sharding_settings(accelerator)
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
         return
-    plugin = accelerator.state.deepspeed_plugin
-    ds = plugin.deepspeed_config
-    if plugin.hf_ds_config.is_zero3():
-        raise ConfigError(
-            "DeepSpeed ZeRO-3 shards the parameters, which the in-process rollouts cannot use; launch with "
-            "configs/accelerate/deepspeed-zero2.yaml"
-        )
+    ds = accelerator.state.deepspeed_plugin.deepspeed_config
     if ds.get("gradient_accumulation_steps", "auto") not in ("auto", 1):
         raise ConfigError(
             f"DeepSpeed gradient_accumulation_steps={ds['gradient_accumulation_steps']!r}: set it to 1; "
@@ -170,6 +169,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         cfg.train.device == "cpu" or (cfg.train.device == "auto" and not torch.cuda.is_available())
     )
     accelerator = Accelerator(cpu=use_cpu)
+    if use_cpu:
+        enable_fsdp_on_cpu(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world != launched:
@@ -191,21 +192,24 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     weights_from = model_path
     if ckpt is not None and cfg.model.lora is None:
         weights_from = str(ckpt)
-    model, tokenizer = load_policy(
-        cfg,
-        weights_from,
-        accelerator.device,
-        adapter_from=str(ckpt) if ckpt is not None and cfg.model.lora else None,
-    )
+    adapter_from = str(ckpt) if ckpt is not None and cfg.model.lora else None
+    model, tokenizer = load_policy(cfg, weights_from, accelerator.device, adapter_from=adapter_from)
     model.to(accelerator.device)
+    # Under FSDP/ZeRO-3 the trained model is sharded: generation, self-play, old log-probs and checkpoints use
+    # a whole copy (`policy` below), refreshed after every update. Otherwise `policy` is the trained model.
+    gen_copy = None
     ref_model = None
-    if cfg.algo.kl_coef > 0:
-        ref_model, _ = load_policy(
-            cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": None})}),
-            model_path,
-            accelerator.device,
-        )
-        ref_model.to(accelerator.device).eval().requires_grad_(False)
+    with loading_whole_weights(accelerator):
+        if engine_shards_parameters(accelerator):
+            whole, _ = load_policy(cfg, weights_from, accelerator.device, adapter_from=adapter_from)
+            gen_copy = GenerationCopy(whole.to(accelerator.device))
+        if cfg.algo.kl_coef > 0:
+            ref_model, _ = load_policy(
+                cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": None})}),
+                model_path,
+                accelerator.device,
+            )
+            ref_model.to(accelerator.device).eval().requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=cfg.algo.lr, betas=tuple(cfg.algo.betas), weight_decay=cfg.algo.weight_decay
@@ -215,7 +219,10 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    policy = accelerator.unwrap_model(model)
+    trained = accelerator.unwrap_model(model)
+    if gen_copy is not None:
+        gen_copy.refresh(trained)
+    policy = trained if gen_copy is None else gen_copy.model
     backend = _make_backend(cfg, policy, tokenizer, model_path)
 
     self_play = None
@@ -231,10 +238,11 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     start = 0
     if ckpt is not None:
         state = load_trainer_state(ckpt)
-        if state.get("optimizer") is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        elif accelerator.is_main_process:
-            print("warning: this checkpoint holds no optimizer state (DeepSpeed run); AdamW moments restart")
+        if not load_optimizer_state(accelerator, model, optimizer, state) and accelerator.is_main_process:
+            print(
+                "warning: this checkpoint holds no optimizer state this engine can load (DeepSpeed run, or "
+                "another engine); AdamW moments restart"
+            )
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
         if self_play is not None and "self_play" in state:
@@ -321,7 +329,10 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             ref_model=ref_model,
             micro_batches_per_minibatch=shape,
             spare=trajectories[0] if trajectories else None,
+            old_model=None if gen_copy is None else policy,
         )
+        if gen_copy is not None:
+            gen_copy.refresh(trained)
         backend.sync_weights(policy)
         _release_memory()
         if self_play is not None and (step + 1) % cfg.rollout.self_play_refresh == 0:
@@ -371,6 +382,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 step + 1,
                 policy,
                 tokenizer,
+                model,
                 optimizer,
                 scheduler,
                 sampler,
@@ -381,7 +393,12 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     gc.unfreeze()
     with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
         final = {"final": True, "rank": rank, "digest": params_digest(policy)}
-        fh.write(json.dumps({**final, "engine": accelerator.distributed_type.value}) + "\n")
+        engine = {
+            "engine": accelerator.distributed_type.value,
+            "sharded": gen_copy is not None,
+            "parameters_held": local_parameter_count(trained),
+        }
+        fh.write(json.dumps({**final, **engine}) + "\n")
     if bar is not None:
         bar.close()
     logger.close()
@@ -412,6 +429,7 @@ def _checkpoint(
     step: int,
     policy: Any,
     tokenizer: Any,
+    model: Any,
     optimizer: Any,
     scheduler: Any,
     sampler: TaskSampler,
@@ -419,13 +437,10 @@ def _checkpoint(
     cfg: Config,
 ) -> None:
     accelerator.wait_for_everyone()
+    optimizer_state = optimizer_state_to_save(accelerator, model, optimizer)  # a collective under FSDP
     if accelerator.is_main_process:
-        from accelerate.utils import DistributedType
-
-        # DeepSpeed partitions the optimizer state over processes; the main process alone cannot save it.
-        deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
         state = {
-            "optimizer": None if deepspeed else optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "sampler": sampler.state_dict(),
         }
