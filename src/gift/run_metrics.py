@@ -23,6 +23,7 @@ UPDATE_KEYS = {
     "grad_norm": "train/grad_norm",
     "grad_norm_max": "train/grad_norm_max",
     "optimizer_steps": "train/optimizer_steps",
+    "logprob_gap": "train/logprob_gap",
 }
 
 

@@ -80,6 +80,7 @@ def load_policy(cfg: Config, path: str, device: Any, adapter_from: str | None = 
 
 
 def _make_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
+    """The rollout engine. A vLLM engine loads `path` and is then given the policy's weights (`sync_weights`)."""
     from gift.rollout import HFBackend, VLLMBackend
     from gift.rollout.transcript import stop_token_ids
 
@@ -88,6 +89,8 @@ def _make_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
             path,
             stop_ids=stop_token_ids(tokenizer, ()),
             gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+            # The trainer's dtype, so that sampling log-probs and the update's agree.
+            dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
             max_model_len=cfg.rollout.max_context,
         )
     return HFBackend(
@@ -224,6 +227,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         gen_copy.refresh(trained)
     policy = trained if gen_copy is None else gen_copy.model
     backend = _make_backend(cfg, policy, tokenizer, model_path)
+    # A vLLM engine loaded the base model: give it a resumed run's weights or the merged adapter.
+    backend.sync_weights(policy)
 
     self_play = None
     if any(uses_self_play(task.options) for task, _ in pairs):

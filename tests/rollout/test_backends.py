@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gift.errors import ConfigError
-from gift.rollout.backends import HFBackend, VLLMBackend
+from gift.rollout.backends import HFBackend
+from gift.rollout.vllm_backend import VLLMBackend
 
 
 def prompts_of(tok):
@@ -149,7 +150,7 @@ def test_bad_options_are_config_errors(tiny_model):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_backend_without_vllm_says_to_install_the_gpu_extra():
-    with pytest.raises(ConfigError, match="gpu extra") as err:
+    with pytest.raises(ConfigError, match="requirements-gpu.txt") as err:
         VLLMBackend("some/model")
     assert "\n" not in str(err.value)
 

@@ -125,8 +125,9 @@ def load_model(
         raise ConfigError(
             f"evaluating a model needs the train extra (pip install 'gift-rl[train]'): {err}"
         ) from None
-    from gift.rollout.backends import HFBackend, VLLMBackend
+    from gift.rollout.backends import HFBackend
     from gift.rollout.transcript import ChatCodec, stop_token_ids
+    from gift.rollout.vllm_backend import VLLMBackend
 
     weights = resolve_model(source.weights) if source.weights == EMBEDDED else source.weights
     tokenizer_path = resolve_model(EMBEDDED) if source.tokenizer_path == EMBEDDED else source.tokenizer_path
@@ -140,7 +141,8 @@ def load_model(
     codec = ChatCodec(tokenizer)
 
     if backend == "vllm" and source.adapter is None:
-        return LoadedModel(source.label, VLLMBackend(weights), tokenizer, codec, None, source)
+        engine = VLLMBackend(weights, stop_ids=stop_token_ids(tokenizer))
+        return LoadedModel(source.label, engine, tokenizer, codec, None, source)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype)

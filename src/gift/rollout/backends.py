@@ -4,13 +4,12 @@
 
 `prompts` are token ids (never text), and each `Sample` carries the sampled ids, the log-probability of each
 under the sampling distribution, and whether generation stopped at a stop token (rather than the length cap).
-`HFBackend` runs `model.generate` in-process (CPU or one GPU); `VLLMBackend` drives a vLLM engine on GPU and
-needs the `gpu` extra. This module imports torch and vLLM lazily so that the game layer can use the interface.
+`HFBackend` runs `model.generate` in-process (CPU or one GPU); `VLLMBackend` (`gift.rollout.vllm_backend`) drives
+a vLLM engine. Torch is imported lazily so that the game layer can use the interface.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -311,115 +310,3 @@ class HFBackend(GenerationBackend):
                 Sample(token_ids=tokens[:end], logprobs=logprobs[:end], finished=tokens[end - 1] in stops)
             )
         return samples
-
-
-def _load_weights_on_worker(worker: Any, weights: list[tuple[str, Any]]) -> None:
-    """Runs inside a vLLM worker process (through `LLM.collective_rpc`)."""
-    worker.model_runner.model.load_weights(weights=weights)
-
-
-class VLLMBackend(GenerationBackend):
-    """A vLLM engine on GPU, built on first use (needs `pip install -r requirements-gpu.txt`, vLLM 0.31).
-
-    Log-probs come from the engine with `logprobs_mode="processed_logprobs"`, i.e. after temperature (and top-p),
-    so they match `HFBackend` at top_p = 1. Seeded calls give request i the seed `seed + i`: one shared seed would
-    make the identical prompts of a group sample identical replies.
-
-    `sync_weights` pushes the trainer's parameters into the engine: directly through the in-process model when
-    the engine runs in this process (`distributed_executor_backend="external_launcher"` or
-    VLLM_ENABLE_V1_MULTIPROCESSING=0), otherwise through `LLM.collective_rpc` (vLLM >= 0.8 V1 API; the weights
-    are pickled to the worker, fine for models of a few billion parameters on one GPU). Parameter names must be
-    the plain Hugging Face ones; a PEFT LoRA model is merged on the fly (`merged_hf_weights`, tested on CPU).
-    Written against vLLM 0.31; the engine itself is not exercised in this project's CPU test suite.
-    """
-
-    def __init__(
-        self,
-        model_path: str,
-        stop_ids: Sequence[int] = (),
-        gpu_memory_utilization: float = 0.5,
-        dtype: str = "bfloat16",
-        max_model_len: int | None = None,
-        **llm_kwargs: Any,
-    ) -> None:
-        if importlib.util.find_spec("vllm") is None:
-            raise ConfigError(
-                "backend='vllm' needs vLLM on a CUDA GPU: install the gpu extra (pip install -r requirements-gpu.txt)"
-            )
-        self.model_path = model_path
-        self.extra_stop_ids = [int(i) for i in stop_ids]
-        self.llm_kwargs = dict(
-            gpu_memory_utilization=gpu_memory_utilization,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            **llm_kwargs,
-        )
-        self._llm: Any = None
-
-    @property
-    def llm(self) -> Any:
-        if self._llm is None:
-            from vllm import LLM
-
-            kwargs = {k: v for k, v in self.llm_kwargs.items() if v is not None}
-            kwargs.setdefault("logprobs_mode", "processed_logprobs")
-            self._llm = LLM(model=self.model_path, **kwargs)
-        return self._llm
-
-    def generate(
-        self,
-        prompts: list[list[int]],
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-    ) -> list[Sample]:
-        check_sampling(max_new_tokens, temperature, top_p)
-        if not prompts:
-            return []
-        from vllm import SamplingParams
-
-        params = [
-            SamplingParams(
-                n=1,
-                temperature=float(temperature),
-                top_p=float(top_p),
-                top_k=0,
-                max_tokens=max_new_tokens,
-                logprobs=0,
-                seed=None if seed is None else int(seed) + i,
-                stop_token_ids=self.extra_stop_ids or None,
-                detokenize=False,
-            )
-            for i in range(len(prompts))
-        ]
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": list(p)} for p in prompts], sampling_params=params, use_tqdm=False
-        )
-        samples = []
-        for output in outputs:
-            completion = output.outputs[0]
-            ids = list(completion.token_ids)
-            logprobs = [
-                float(step[token].logprob) for step, token in zip(completion.logprobs or [], ids, strict=True)
-            ]
-            samples.append(
-                Sample(token_ids=ids, logprobs=logprobs, finished=completion.finish_reason == "stop")
-            )
-        return samples
-
-    def sync_weights(self, model: Any) -> None:
-        import torch
-
-        weights = merged_hf_weights(model)
-        llm = self.llm
-        try:
-            runner_model = llm.llm_engine.model_executor.driver_worker.model_runner.model
-        except AttributeError:
-            runner_model = None
-        with torch.no_grad():
-            if runner_model is not None:
-                runner_model.load_weights(weights=weights)
-            else:
-                llm.collective_rpc(_load_weights_on_worker, args=([(n, t.cpu()) for n, t in weights],))
-        llm.reset_prefix_cache()
