@@ -110,6 +110,14 @@ def test_a_stop_id_ends_the_reply_keeps_the_stop_token_and_marks_it_finished(fre
     assert len(stopped.logprobs) == k + 1
 
 
+def test_many_long_seeded_prompts_in_one_call(fresh):
+    """More prompt tokens than one engine step takes: on vLLM's CPU build a seeded request whose prefill was
+    split used to kill the engine; prompts are prefilled whole there."""
+    prompts = [[5 + (i + j) % 300 for j in range(700)] for i in range(12)]
+    samples = fresh.generate(prompts, 4, seed=1)
+    assert [len(s.token_ids) for s in samples] == [4] * 12
+
+
 def _perturbed(model, scale=0.2, seed=0):
     other = copy.deepcopy(model)
     g = torch.Generator().manual_seed(seed)
@@ -200,3 +208,22 @@ def test_training_with_the_vllm_backend_samples_from_the_trained_weights(vllm_mo
     assert max((after[k] - v).abs().max().item() for k, v in before.items()) > 1e-3, (
         "training moved the weights"
     )
+
+
+@pytest.mark.slow
+def test_gift_eval_plays_the_games_through_vllm(vllm_model_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "gift", "eval", "--model", vllm_model_dir, "--suite", "matrix,tictactoe"]
+    cmd += ["--episodes", "6", "--backend", "vllm", "--out", str(out)]
+    result = subprocess.run(
+        cmd, env={**os.environ, **ENGINE_ENV}, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    for column in ("Matrix", "TicTacToe"):
+        cell = row["cells"][column]
+        assert cell["n"] + cell["excluded"] == 6 and 0.0 <= cell["value"] <= 100.0, cell

@@ -107,6 +107,10 @@ class VLLMBackend(GenerationBackend):
             kwargs = {k: v for k, v in self.llm_kwargs.items() if v is not None}
             kwargs.setdefault("logprobs_mode", "processed_logprobs")
             kwargs.setdefault("worker_extension_cls", WORKER_EXTENSION)
+            if _cpu_platform():
+                # vLLM's CPU build cannot rewind a seeded request's generator after a partial prefill chunk
+                # ("CPU Generator does not use offset"): prefill every prompt whole.
+                kwargs.setdefault("enable_chunked_prefill", False)
             self._llm = LLM(model=self.model_path, **kwargs)
         return self._llm
 
@@ -164,6 +168,12 @@ class VLLMBackend(GenerationBackend):
                 llm.collective_rpc("gift_stage_weights", args=(wire,))
             llm.collective_rpc("gift_commit_weights")
         llm.reset_prefix_cache()
+
+
+def _cpu_platform() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
 
 
 def _chunks(weights: list[tuple[str, Any]], max_bytes: int) -> list[list[tuple[str, Any]]]:
