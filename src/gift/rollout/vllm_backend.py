@@ -82,8 +82,11 @@ class VLLMBackend(GenerationBackend):
         gpu_memory_utilization: float = 0.5,
         dtype: str = "bfloat16",
         max_model_len: int | None = None,
+        ignore_eos: bool = False,
         **llm_kwargs: Any,
     ) -> None:
+        """`stop_ids` end a reply besides the model's own end-of-sequence id, which `ignore_eos` turns off
+        (benchmarks: every reply runs to max_new_tokens). Other keywords go to `vllm.LLM`."""
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError(
                 "backend='vllm' needs vLLM: on a CUDA machine pip install -r requirements-gpu.txt "
@@ -91,6 +94,7 @@ class VLLMBackend(GenerationBackend):
             )
         self.model_path = model_path
         self.extra_stop_ids = [int(i) for i in stop_ids]
+        self.ignore_eos = bool(ignore_eos)
         self.llm_kwargs = dict(
             gpu_memory_utilization=gpu_memory_utilization,
             dtype=dtype,
@@ -137,6 +141,7 @@ class VLLMBackend(GenerationBackend):
                 logprobs=0,
                 seed=None if seed is None else int(seed) + i,
                 stop_token_ids=self.extra_stop_ids or None,
+                ignore_eos=self.ignore_eos,
                 detokenize=False,
             )
             for i in range(len(prompts))
