@@ -162,6 +162,26 @@ def test_weights_cross_to_an_engine_in_its_own_process(vllm_model_dir, hf_model)
     assert sample.logprobs == pytest.approx(_hf_logprobs(trained, PROMPTS[0], sample.token_ids), abs=1e-4)
 
 
+TRAIN_ARGS = [
+    "task.preset=null",
+    "task.mode=single",
+    "task.games=[tictactoe-v0]",
+    "task.groups=2",
+    "task.group_size=4",
+    "rollout.backend=vllm",
+    "rollout.max_new_tokens=8",
+    "rollout.max_context=1024",
+    "algo.keep_ratio=1.0",
+    "algo.mini_batch_size=4",
+    "algo.micro_batch_size=2",
+    "algo.lr=1e-2",
+    "train.progress=false",
+    "train.plots=false",
+    "train.tensorboard=false",
+    "train.threads=1",
+]
+
+
 @pytest.mark.slow
 def test_training_with_the_vllm_backend_samples_from_the_trained_weights(vllm_model_dir, tmp_path):
     """`rollout.backend=vllm` end to end: after every update the engine holds the trained weights, so the
@@ -172,28 +192,8 @@ def test_training_with_the_vllm_backend_samples_from_the_trained_weights(vllm_mo
 
     from safetensors.torch import load_file
 
-    args = [
-        f"model.name={vllm_model_dir}",
-        "task.preset=null",
-        "task.mode=single",
-        "task.games=[tictactoe-v0]",
-        "task.groups=2",
-        "task.group_size=4",
-        "rollout.backend=vllm",
-        "rollout.max_new_tokens=8",
-        "rollout.max_context=1024",
-        "algo.keep_ratio=1.0",
-        "algo.mini_batch_size=4",
-        "algo.micro_batch_size=2",
-        "algo.lr=1e-2",
-        "train.steps=3",
-        f"train.run_dir={tmp_path}",
-        "train.run_name=vllm",
-        "train.progress=false",
-        "train.plots=false",
-        "train.tensorboard=false",
-        "train.threads=1",
-    ]
+    args = [f"model.name={vllm_model_dir}", *TRAIN_ARGS, "train.steps=3", f"train.run_dir={tmp_path}"]
+    args.append("train.run_name=vllm")
     env = {**os.environ, **ENGINE_ENV}
     result = subprocess.run(
         [sys.executable, "-m", "gift", "train", *args], env=env, capture_output=True, text=True, timeout=600
@@ -227,3 +227,31 @@ def test_gift_eval_plays_the_games_through_vllm(vllm_model_dir, tmp_path):
     for column in ("Matrix", "TicTacToe"):
         cell = row["cells"][column]
         assert cell["n"] + cell["excluded"] == 6 and 0.0 <= cell["value"] <= 100.0, cell
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, sharded", [("ddp-cpu.yaml", False), ("fsdp-cpu.yaml", True)])
+def test_two_processes_each_drive_their_own_engine(vllm_model_dir, tmp_path, config, sharded):
+    """Under DDP and FSDP every process has its own engine fed after each update (under FSDP from the
+    whole generation copy)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(configs / config)]
+    cmd += ["-m", "gift", "train", f"model.name={vllm_model_dir}", *TRAIN_ARGS, "algo.ppo_epochs=2"]
+    cmd += ["train.steps=2", f"train.run_dir={tmp_path}", "train.run_name=two"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "RANK", "WORLD_SIZE"))}
+    result = subprocess.run(cmd, env={**env, **ENGINE_ENV}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "two"
+    finals = [
+        [json.loads(line) for line in (run / "work" / f"rank-{rank}.jsonl").read_text().splitlines()][-1]
+        for rank in (0, 1)
+    ]
+    assert finals[0]["digest"] == finals[1]["digest"] and finals[0]["sharded"] is sharded
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["train/trajectories"] == 8 for r in rows)
+    assert all(r["train/logprob_gap"] < 1e-4 for r in rows), [r["train/logprob_gap"] for r in rows]
