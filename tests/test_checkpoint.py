@@ -152,3 +152,16 @@ def test_checkpoints_get_ordinary_permissions(tmp_path, tiny_model):
     reference_file.write_text("x")
     assert path.stat().st_mode & 0o777 == reference_dir.stat().st_mode & 0o777
     assert (root / LATEST).stat().st_mode & 0o777 == reference_file.stat().st_mode & 0o777
+
+
+def test_an_engine_folder_written_by_every_process_moves_into_the_checkpoint(tmp_path, tiny_model):
+    model, _ = tiny_model
+    root = tmp_path / "ckpts"
+    staged = root / ".engine-step-000004"
+    (staged / "state").mkdir(parents=True)
+    (staged / "state" / "rank-0.pt").write_bytes(b"partition 0")
+    (staged / "state" / "rank-1.pt").write_bytes(b"partition 1")
+    path = save_checkpoint(root, 4, model, None, {}, {}, keep=2, engine_dir=staged)
+    assert not staged.exists()
+    assert (path / "engine" / "state" / "rank-1.pt").read_bytes() == b"partition 1"
+    assert latest_checkpoint(root) == path

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_distributed import COMMON, CONFIGS, REPO, _env, _launch
+from tests.test_fsdp_cpu import _assert_close, _weights
 
 pytest.importorskip("deepspeed")
 
@@ -33,7 +34,7 @@ def _launch_cmd(*extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_zero2_trains_checkpoints_and_resumes_in_one_cpu_process(tiny_model_dir, tmp_path):
+def test_zero2_trains_checkpoints_and_resumes_exactly_in_one_cpu_process(tiny_model_dir, tmp_path):
     args = [f"model.name={tiny_model_dir}", *COMMON, f"train.run_dir={tmp_path}", "train.run_name=ds"]
     _launch([*_launch_cmd(), *args, "train.steps=2"], "DeepSpeed ZeRO-2 on CPU")
     run = tmp_path / "ds"
@@ -44,11 +45,16 @@ def test_zero2_trains_checkpoints_and_resumes_in_one_cpu_process(tiny_model_dir,
     assert all(r["train/optimizer_steps"] == 3.0 for r in rows)  # 6 trajectories / mini-batches of 2
     assert all(r["train/grad_norm"] > 0 for r in rows)  # DeepSpeed's engine reports the norm it clipped
 
+    assert (run / "checkpoints" / "step-000002" / "engine").is_dir(), "DeepSpeed's optimizer partitions"
     resumed = _launch([*_launch_cmd(), "--resume", str(run), "train.steps=3"], "DeepSpeed resume")
-    assert "AdamW moments restart" in resumed.stdout + resumed.stderr
+    assert "AdamW moments restart" not in resumed.stdout + resumed.stderr
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
-    assert (run / "checkpoints" / "step-000003").is_dir()
+
+    # The same three steps without a break: the same weights (the optimizer state came back whole).
+    _launch([*_launch_cmd(), *args, "train.steps=3", "train.run_name=straight"], "DeepSpeed, 3 steps")
+    final = f"checkpoints/step-{3:06d}"
+    _assert_close(_weights(run / final), _weights(tmp_path / "straight" / final), atol=0.0)
 
 
 @pytest.mark.slow
@@ -70,8 +76,6 @@ def test_several_cpu_processes_under_deepspeed_stop_with_one_line(tiny_model_dir
 @pytest.mark.slow
 def test_zero3_generates_with_a_whole_copy_and_trains_like_one_plain_process(tiny_model_dir, tmp_path):
     """ZeRO-3 partitions the model as it loads; rollouts, old log-probs and checkpoints use the whole copy."""
-    from tests.test_fsdp_cpu import _assert_close, _weights
-
     args = [
         f"model.name={tiny_model_dir}",
         *COMMON,
@@ -97,3 +101,11 @@ def test_zero3_generates_with_a_whole_copy_and_trains_like_one_plain_process(tin
     z3, one = _weights(tmp_path / "z3" / step), _weights(tmp_path / "plain" / step)
     _assert_close(z3, one, atol=1e-5)
     assert max((z3[k] - v).abs().max().item() for k, v in _weights(Path(tiny_model_dir)).items()) > 1e-3
+
+    # Resumed for a third step, it matches three straight ZeRO-3 steps: the partitions came back.
+    zero3 = _launch_cmd("--zero_stage", "3")
+    resumed = _launch([*zero3, "--resume", str(tmp_path / "z3"), "train.steps=3"], "ZeRO-3 resume")
+    assert "AdamW moments restart" not in resumed.stdout + resumed.stderr
+    _launch([*zero3, *args, "train.steps=3", "train.run_name=z3-straight"], "ZeRO-3, 3 steps")
+    step = "checkpoints/step-000003"
+    _assert_close(_weights(tmp_path / "z3" / step), _weights(tmp_path / "z3-straight" / step), atol=0.0)

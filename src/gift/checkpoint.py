@@ -1,7 +1,8 @@
 """Checkpoints that make resume exact, written atomically.
 
 A checkpoint folder holds the model (or only the LoRA adapter), the tokenizer, `trainer.pt` (optimizer,
-scheduler, step, the task sampler's seed counter, every RNG state) and `gift_config.json`. It is written to a hidden
+scheduler, step, the task sampler's seed counter, every RNG state) and `gift_config.json`; under DeepSpeed also
+`engine/`, DeepSpeed's own checkpoint with every process's optimizer partition. It is written to a hidden
 temporary folder and renamed into place, then `latest` is replaced atomically, so a crash mid-write leaves the
 previous checkpoint valid and `latest` never points at a half-written folder.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 LATEST = "latest"
+ENGINE_DIR = "engine"
 
 
 def rng_state() -> dict[str, Any]:
@@ -64,8 +66,13 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     config: dict[str, Any],
     keep: int = 2,
+    engine_dir: Path | None = None,
 ) -> Path:
-    """Write `ckpt_root/step-XXXXXX` atomically, point `latest` at it, keep the newest `keep` checkpoints."""
+    """Write `ckpt_root/step-XXXXXX` atomically, point `latest` at it, keep the newest `keep` checkpoints.
+
+    `engine_dir`: a folder every process has already written (a DeepSpeed checkpoint with each process's
+    optimizer partition), moved in as `engine/` before the checkpoint becomes visible.
+    """
     root = Path(ckpt_root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
@@ -77,6 +84,8 @@ def save_checkpoint(
             tokenizer.save_pretrained(tmp)
         torch.save({**trainer_state, "step": step, "rng": rng_state()}, tmp / "trainer.pt")
         (tmp / "gift_config.json").write_text(json.dumps(config, indent=2))
+        if engine_dir is not None:
+            os.replace(engine_dir, tmp / ENGINE_DIR)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

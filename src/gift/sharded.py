@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from gift.errors import ConfigError
@@ -156,7 +157,7 @@ def optimizer_state_to_save(accelerator: Any, model: Any, optimizer: Any) -> Any
 
     DDP or one process: the optimizer's state dict. FSDP: the whole state gathered from every process's shard,
     keyed by parameter name — a collective, so every process calls this. DeepSpeed: None, its engine partitions
-    the state (the run resumes with fresh AdamW moments).
+    the state, which `save_engine_state` writes.
     """
     from accelerate.utils import DistributedType
 
@@ -190,6 +191,39 @@ def load_optimizer_state(accelerator: Any, model: Any, optimizer: Any, trainer_s
         set_optimizer_state_dict(model, _bare_optimizer(optimizer), saved["state"], options=options)
     else:
         optimizer.load_state_dict(saved)
+    return True
+
+
+DEEPSPEED_TAG = "state"  # the tag of DeepSpeed's own checkpoint inside ours (`engine/`)
+
+
+def save_engine_state(accelerator: Any, model: Any, folder: Path) -> Path | None:
+    """Under DeepSpeed, every process writes its optimizer partition (and the engine's counters) to `folder`,
+    which the main process then moves into the checkpoint (`save_checkpoint(engine_dir=...)`). A collective.
+    None for other engines, whose optimizer state goes into trainer.pt."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return None
+    model.save_checkpoint(str(folder), tag=DEEPSPEED_TAG)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def load_engine_state(accelerator: Any, model: Any, ckpt: Path) -> bool:
+    """Under DeepSpeed, restore every process's optimizer partition from the checkpoint's `engine/`."""
+    from accelerate.utils import DistributedType
+
+    from gift.checkpoint import ENGINE_DIR
+
+    folder = Path(ckpt) / ENGINE_DIR
+    if accelerator.distributed_type != DistributedType.DEEPSPEED or not folder.is_dir():
+        return False
+    path, _ = model.load_checkpoint(
+        str(folder), tag=DEEPSPEED_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
+    )
+    if path is None:
+        raise ConfigError(f"--resume: DeepSpeed could not read its state under {folder}")
     return True
 
 

@@ -35,10 +35,12 @@ from gift.sharded import (
     check_sharding_settings,
     enable_fsdp_on_cpu,
     engine_shards_parameters,
+    load_engine_state,
     load_optimizer_state,
     loading_whole_weights,
     local_parameter_count,
     optimizer_state_to_save,
+    save_engine_state,
 )
 from gift.tasks import substitute_self, task_pairs, uses_self_play, validate_tasks
 
@@ -243,10 +245,13 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     start = 0
     if ckpt is not None:
         state = load_trainer_state(ckpt)
-        if not load_optimizer_state(accelerator, model, optimizer, state) and accelerator.is_main_process:
+        loaded = load_optimizer_state(accelerator, model, optimizer, state) or load_engine_state(
+            accelerator, model, ckpt
+        )
+        if not loaded and accelerator.is_main_process:
             print(
-                "warning: this checkpoint holds no optimizer state this engine can load (DeepSpeed run, or "
-                "another engine); AdamW moments restart"
+                "warning: this checkpoint holds no optimizer state this engine can load (written by another "
+                "engine); AdamW moments restart"
             )
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
@@ -442,7 +447,9 @@ def _checkpoint(
     cfg: Config,
 ) -> None:
     accelerator.wait_for_everyone()
-    optimizer_state = optimizer_state_to_save(accelerator, model, optimizer)  # a collective under FSDP
+    # Collectives: FSDP gathers the optimizer state, DeepSpeed has every process write its partition.
+    optimizer_state = optimizer_state_to_save(accelerator, model, optimizer)
+    engine_dir = save_engine_state(accelerator, model, run_dir / "checkpoints" / f".engine-step-{step:06d}")
     if accelerator.is_main_process:
         state = {
             "optimizer": optimizer_state,
@@ -461,6 +468,7 @@ def _checkpoint(
             state,
             config_to_dict(cfg),
             keep=cfg.train.keep_checkpoints,
+            engine_dir=engine_dir,
         )
     accelerator.wait_for_everyone()
 
