@@ -168,7 +168,9 @@ def ppo_update(
                 for row, i in enumerate(idx):
                     old[i] = lp[row, : len(plan.trajectories[i].input_ids) - 1].detach()
 
-    gap = [0.0, 0.0]  # |sampling - trainer| log-prob sum and token count, old policy (first epoch)
+    gaps: list[
+        torch.Tensor
+    ] = []  # per first-epoch micro-batch: |sampling - trainer| log-prob sum, token count
     for epoch in range(algo.ppo_epochs):
         order = torch.randperm(n, generator=generator).tolist() if n else []
         minibatches = _chunks(order, algo.mini_batch_size)
@@ -205,7 +207,7 @@ def ppo_update(
                         ref_lp, _ = token_logprobs(ref_model, batch, with_entropy=False, share=share)
                 mask = batch["loss_mask"][:, :width] * (1.0 if real else 0.0)
                 if epoch == 0 and real:
-                    _add_sampling_gap(gap, trajs, old_lp, mask)
+                    gaps.append(_sampling_gap(trajs, old_lp, mask))
                 loss, metrics = policy_loss(
                     logprobs,
                     old_lp,
@@ -247,28 +249,28 @@ def ppo_update(
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["grad_norm_max"] = max(grad_norms)
     out["optimizer_steps"] = float(len(grad_norms))
-    if gap[1]:
-        out["logprob_gap"] = gap[0] / gap[1]
+    if gaps:
+        gap_sum, gap_tokens = torch.stack(gaps).sum(dim=0).tolist()  # one device sync for the whole update
+        if gap_tokens:
+            out["logprob_gap"] = gap_sum / gap_tokens
     return out
 
 
-def _add_sampling_gap(
-    gap: list[float], trajs: Sequence[Trajectory], old_lp: torch.Tensor, mask: torch.Tensor
-) -> None:
-    """Accumulate |log-prob at sampling − log-prob the update uses for the same weights| over trained tokens.
+def _sampling_gap(trajs: Sequence[Trajectory], old_lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[sum, count] of |log-prob at sampling − log-prob the update uses for the same weights| on trained tokens.
 
     Zero up to numerics when the rollouts were sampled from the trained weights at temperature 1; it grows with
     a generation engine that differs from the trainer (vLLM kernels, bf16) or stale engine weights — the
     training/inference mismatch that silently biases the PPO ratio. Logged as train/logprob_gap.
     """
     width = old_lp.shape[1]
-    sampled = torch.zeros_like(old_lp)
+    sampled = torch.zeros(old_lp.shape, dtype=old_lp.dtype)  # built on the host, moved once
     for row, t in enumerate(trajs):
         values = t.sampled_logprobs[1 : width + 1]
-        sampled[row, : len(values)] = torch.tensor(values, dtype=old_lp.dtype, device=old_lp.device)
-    trained = mask > 0
-    gap[0] += float(((sampled - old_lp).abs() * trained).sum())
-    gap[1] += float(trained.sum())
+        sampled[row, : len(values)] = torch.tensor(values, dtype=old_lp.dtype)
+    trained = (mask > 0).to(old_lp.dtype)
+    diff = (sampled.to(old_lp.device) - old_lp.detach()).abs() * trained
+    return torch.stack([diff.sum(), trained.sum()])
 
 
 def _by_group(members: list[int], plan: UpdatePlan) -> list[int]:
