@@ -1,75 +1,28 @@
-"""Nested trajectories (several games played in a row, rewarded jointly) and the task sampler for batches.
+"""Tasks for training batches: which game (single, nested or several for "mixed" training) each group plays.
 
-A `NestedGame` is itself a `TextGame`, so rollouts, evaluation and `check_env` treat it like any other game:
-
-    game = make("nested-v0", games=["math-v0", "matrix-v0", "tictactoe-v0"])   # or games="F+I2"
-    obs, info = game.reset(seed=7)
-
-Every sub-game parses the reply itself, so format and invalid-move penalties reach the trajectory unchanged.
-Sub-game outcomes stay hidden until the end: a boundary between sub-games returns only that step's penalties,
-and the last sub-game's end returns the combinator of all terminal rewards (the paper uses the mean). One turn
-budget is shared by the whole composite; running out of it scores the trajectory 0 plus its penalties.
-
-`TaskSampler` decides which game (single, nested or several for "mixed" training) each rollout group plays and
-with which seed, reproducibly and resumably.
+The nested game itself lives in `gift.games.nested` (re-exported here). `TaskSampler` decides which task each
+rollout group plays and with which seed, reproducibly and resumably.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from gift.errors import ConfigError, check_choice
 from gift.games.base import TextGame
+from gift.games.nested import (  # noqa: F401 - the nested game's pieces, re-exported where they always were
+    COMBINATORS,
+    ORDERS,
+    PRESETS,
+    NestedGame,
+    SubgameRecord,
+    combine,
+)
 from gift.games.registry import make
 
-# ------------------------------------------------------------------------------------------- reward combinators
-
-
-def _mean(rewards: Sequence[float], successes: Sequence[bool]) -> float:
-    return sum(rewards) / len(rewards)
-
-
-def _all(rewards: Sequence[float], successes: Sequence[bool]) -> float:
-    return 1.0 if all(successes) else 0.0
-
-
-def _product(rewards: Sequence[float], successes: Sequence[bool]) -> float:
-    return float(math.prod(rewards))
-
-
-def _min(rewards: Sequence[float], successes: Sequence[bool]) -> float:
-    return float(min(rewards))
-
-
-COMBINATORS: dict[str, Callable[[Sequence[float], Sequence[bool]], float]] = {
-    "mean": _mean,  # the paper's soft AND: average sub-game reward
-    "all": _all,  # strict AND: 1 only when every sub-game succeeded
-    "product": _product,
-    "min": _min,
-}
-ORDERS = ("fixed", "shuffled")
-
-
-def combine(combinator: str, rewards: Sequence[float], successes: Sequence[bool]) -> float:
-    """The composite reward of a finished nested trajectory from its sub-games' terminal rewards."""
-    check_choice("combinator", combinator, COMBINATORS)
-    if not rewards or len(rewards) != len(successes):
-        raise ValueError("combine() needs one reward and one success flag per sub-game")
-    return COMBINATORS[combinator](rewards, successes)
-
-
 # ------------------------------------------------------------------------------------------------------ presets
-
-PRESETS: dict[str, tuple[str, ...]] = {
-    "F+I1": ("math-v0", "matrix-v0"),
-    "F+I2": ("math-v0", "matrix-v0", "tictactoe-v0"),
-    "F+I3": ("math-v0", "matrix-v0", "tictactoe-v0", "spy-v0"),
-    "I2": ("matrix-v0", "tictactoe-v0"),
-}
-"""The paper's task sets (paper-notes §2.2), in the sub-game order it uses for nested training."""
 
 PAPER_GROUPS: dict[tuple[str, str], int] = {
     ("F+I1", "mixed"): 4,
@@ -89,198 +42,6 @@ MODES = ("nested", "mixed")
 def preset_games(name: str) -> tuple[str, ...]:
     check_choice("preset", name, PRESETS)
     return PRESETS[name]
-
-
-# ------------------------------------------------------------------------------------------------- nested game
-
-
-def _normalise_entry(entry: Any, position: int) -> tuple[str, dict[str, Any]]:
-    """Accept "id", {"id": id, **options} or (id, options) and return (id, options)."""
-    if isinstance(entry, str):
-        return entry, {}
-    if isinstance(entry, Mapping):
-        if "id" not in entry:
-            raise ConfigError(f"nested-v0: games[{position}]={dict(entry)!r} needs an 'id' key")
-        options = {k: v for k, v in entry.items() if k != "id"}
-        return str(entry["id"]), options
-    if isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str):
-        if not isinstance(entry[1], Mapping):
-            raise ConfigError(f"nested-v0: games[{position}] options must be a mapping, got {entry[1]!r}")
-        return entry[0], dict(entry[1])
-    raise ConfigError(
-        f"nested-v0: games[{position}]={entry!r}; use a game id, {{'id': ..., **options}} or (id, options)"
-    )
-
-
-@dataclass
-class SubgameRecord:
-    """How one sub-game of a nested trajectory went (one entry of info["subgames"])."""
-
-    game: str
-    reward: float | None = None
-    """Terminal reward; None while unfinished or when the composite ran out of turns first."""
-    success: bool = False
-    turns: int = 0
-    penalty: float = 0.0
-    end_reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "game": self.game,
-            "reward": self.reward,
-            "success": self.success,
-            "turns": self.turns,
-            "penalty": self.penalty,
-            "end_reason": self.end_reason,
-        }
-
-
-class NestedGame(TextGame):
-    """Several games played in sequence in one trajectory with one shared turn budget and a joint reward.
-
-    `games` is a list of game ids, {"id": ..., **options} dicts or (id, options) pairs, or a preset name
-    ("F+I1", "F+I2", "F+I3", "I2"). `max_turns` defaults to the sum of the sub-games' own budgets.
-    """
-
-    id = "nested-v0"
-    default_max_turns = 1
-    accounting_info_keys: ClassVar[tuple[str, ...]] = ("subgames", "subgame_info")
-    """Info keys holding per-sub-game turn/penalty bookkeeping (they change even on an unread reply)."""
-
-    def __init__(
-        self,
-        games: Sequence[Any] | str | None = None,
-        combinator: str = "mean",
-        order: str = "fixed",
-        max_turns: int | None = None,
-        parser: str = "strict",
-    ) -> None:
-        check_choice("nested-v0: combinator", combinator, COMBINATORS)
-        check_choice("nested-v0: order", order, ORDERS)
-        if isinstance(games, str):
-            if games not in PRESETS:
-                raise ConfigError(
-                    f"nested-v0: games={games!r} is not a preset; use a list of game ids or one of: "
-                    f"{', '.join(PRESETS)}"
-                )
-            games = PRESETS[games]
-        if games is None or isinstance(games, Mapping) or len(games) < 1:
-            raise ConfigError(
-                f"nested-v0: games={games!r}; give a non-empty list of game ids or a preset name "
-                f"({', '.join(PRESETS)})"
-            )
-        subgames: list[TextGame] = []
-        for position, entry in enumerate(games):
-            game_id, options = _normalise_entry(entry, position)
-            sub = make(game_id, **options)
-            if not isinstance(sub, TextGame):
-                raise ConfigError(f"nested-v0: {game_id!r} is not a TextGame and cannot be nested")
-            if "parser" not in options:
-                sub.parser = parser
-            subgames.append(sub)
-        own_budget = sum(sub.max_turns for sub in subgames)
-        super().__init__(max_turns=own_budget if max_turns is None else max_turns, parser=parser)
-        self.games: list[TextGame] = subgames
-        self.combinator = combinator
-        self.order = order
-        self.play_order: list[int] = list(range(len(subgames)))
-        self.index = 0
-        self.records: list[SubgameRecord] = []
-        self.truncated_early = False
-
-    @property
-    def current(self) -> TextGame:
-        """The sub-game being played now."""
-        return self.games[self.play_order[self.index]]
-
-    # ------------------------------------------------------------------------------------- TextGame hooks
-    def _reset(self) -> None:
-        self.play_order = list(range(len(self.games)))
-        if self.order == "shuffled":
-            self.rng.shuffle(self.play_order)
-        self.index = 0
-        self.truncated_early = False
-        for sub in self.games:
-            # The composite budget is what counts: a sub-game never truncates on its own.
-            sub.max_turns = self.max_turns
-            sub.reset(seed=self.seed)
-        self.records = [SubgameRecord(game=self.games[i].id) for i in self.play_order]
-
-    def render(self) -> str:
-        return self.current.render()
-
-    def legal_actions(self) -> list[str] | None:
-        return self.current.legal_actions()
-
-    def game_info(self) -> dict[str, Any]:
-        return {
-            "subgames": [r.as_dict() for r in self.records],
-            "subgame_index": self.index,
-            "subgame": self.current.id,
-            "combinator": self.combinator,
-            "nested_truncated": self.truncated_early,
-        }
-
-    def _act(self, action: str):  # pragma: no cover - step() is overridden; sub-games act themselves
-        raise NotImplementedError("NestedGame forwards whole replies to its sub-games")
-
-    # ------------------------------------------------------------------------------------------------ step
-    def step(self, reply: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self.done:
-            raise RuntimeError(f"{self.id}: step() called on a finished episode; call reset() first")
-        info = self._info()
-        sub = self.current
-        record = self.records[self.index]
-        # Tie the sub-game's budget to what the composite has left, so "||"-chained actions stop in time.
-        sub.max_turns = sub.turns_used + self.actions_left
-        before = sub.turns_used
-        obs, sub_reward, sub_terminated, sub_truncated, sub_info = sub.step(reply)
-        self.turns_used += max(1, sub.turns_used - before)
-        terminal = sub_info.get("terminal_reward") if sub_terminated else None
-        penalty = float(sub_reward) - (float(terminal) if terminal is not None else 0.0)
-        record.turns = sub.turns_used
-        record.penalty += penalty
-        info.update(
-            penalty=penalty,
-            format_error=bool(sub_info.get("format_error", False)),
-            invalid_actions=int(sub_info.get("invalid_actions", 0)),
-            subgame_info=sub_info,
-        )
-        reward = penalty
-        terminated = truncated = False
-        if sub_terminated and sub_info.get("opponent_failed"):
-            record.end_reason = "opponent_failed"
-            terminated = True
-            info.update(
-                opponent_failed=True, end_reason="opponent_failed", success=False, terminal_reward=0.0
-            )
-        elif sub_terminated:
-            record.reward = 0.0 if terminal is None else float(terminal)
-            record.success = bool(sub_info.get("success", False))
-            record.end_reason = sub_info.get("end_reason")
-            if self.index == len(self.games) - 1:
-                combined = combine(
-                    self.combinator,
-                    [r.reward or 0.0 for r in self.records],
-                    [r.success for r in self.records],
-                )
-                reward += combined
-                terminated = True
-                success = all(r.success for r in self.records)
-                info.update(success=success, end_reason="completed", terminal_reward=combined)
-            else:
-                self.index += 1
-                obs = self.current.render()  # the next sub-game's first observation; the outcome stays hidden
-        if not terminated and (sub_truncated or self.actions_left <= 0):
-            truncated = True
-            self.truncated_early = True
-            if record.end_reason is None:
-                record.end_reason = "out_of_turns"
-            info.update(success=False, end_reason="out_of_turns", terminal_reward=0.0)
-        self.done = terminated or truncated
-        info.update(self._budget_info(), **self.game_info())
-        self.last_info = info
-        return obs, reward, terminated, truncated, info
 
 
 # --------------------------------------------------------------------------------------- per-sub-game metrics

@@ -217,7 +217,7 @@ def test_a_checkpoint_as_opponent_and_excluded_episodes_in_the_notes(tiny_model_
     assert cli_main(args, model_loader=loader) == 0
     assert loader.loads == [tiny_model_dir, tiny_model_dir]  # the model, then its checkpoint opponent
     opponent_prompts = loader.backends[tiny_model_dir].prompts  # the opponent's backend was wrapped last
-    assert opponent_prompts and all("Reply with only your move" in p for p in opponent_prompts)
+    assert opponent_prompts and all("Answer with the cell you take" in p and p.count("<answer>") == 1 for p in opponent_prompts)
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     failed = sum(r["excluded"] == "opponent_failed" for r in items)
     [row] = table_rows(out)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gift.errors import ConfigError
 from gift.games.registry import make
+from gift.prompts import OPPONENT_INSTRUCTION
 from gift.games.tictactoe import (
     EMPTY,
     EMPTY_BOARD,
@@ -277,7 +278,7 @@ def test_bad_options_raise_config_error(options: dict) -> None:
 
 def test_registry_builds_the_game_with_its_options() -> None:
     game = make("tictactoe-v0", opponent="random", start="empty")
-    assert isinstance(game, TicTacToe) and game.start == "empty" and game.max_turns == 5
+    assert isinstance(game, TicTacToe) and game.start_mode == "empty" and game.max_turns == 5
     with pytest.raises(ConfigError):
         make("tictactoe-v0", board_size=4)
 
@@ -455,9 +456,11 @@ def test_an_opponent_that_never_answers_a_move_forfeits_after_its_tries(tries: i
     first, *later = bot.requests
     assert first.feedback == "" and all(r.feedback and r.feedback in r.prompt for r in later)
     assert first.seat == 3 - game.seat and first.state["mark"] == MARKS[first.seat - 1]
-    assert (
-        "<answer>(row, col)</answer>" in first.prompt and format_board(first.state["board"]) in first.prompt
-    )
+    assert "Answer with the cell you take" in first.prompt and format_board(first.state["board"]) in first.prompt
+    # One owner composes the prompt: exactly one instruction, and on a retry exactly one feedback.
+    for request in bot.requests:
+        assert request.prompt.count(OPPONENT_INSTRUCTION) == 1 and "<think>" not in request.prompt
+        assert request.prompt.count("was rejected") == (1 if request.attempt else 0)
     assert first.state["legal"] == [cell_to_rc(c) for c in legal_moves(first.state["board"])]
     assert first.rng is game.rng
 

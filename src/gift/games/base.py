@@ -1,13 +1,32 @@
-"""`TextGame`: a Gymnasium-shaped environment whose observations and actions are text.
+"""`TextGame`: the rules of a text game for every seat, plus a Gymnasium-shaped view for one seat.
+
+A game models all of its seats and calls no player itself. One seat is the *focal* seat: the one whose
+trajectory is recorded and trained (in TicTacToe and Who's the Spy it is drawn at reset). Whoever answers a
+seat — the policy, a scripted bot, an endpoint, a person — lives outside the game; `gift.rollout.driver` plays
+many games at once that way:
+
+    game.begin(seed=0)
+    while (seat := game.to_move()) is not None:
+        if seat == game.focal_seat:
+            game.play_focal(reply)                  # parsed with the answer protocol, penalties, budget, `||`
+        else:
+            view = game.observe(seat)               # text, structured state, legal actions
+            outcome = game.play_other(seat, reply)  # rejected (retry with feedback) or applied
+        if game.step_complete():
+            obs, reward, terminated, truncated, info = game.collect_step()
+
+The single-agent view used by other trainers and by the tests plays the other seats with the game's own
+`opponent` option (a scripted bot by default):
 
     obs, info = game.reset(seed=0)
     obs, reward, terminated, truncated, info = game.step(model_reply)
 
-`step` takes the model's whole reply. The base class parses it with the answer protocol, charges the format
-penalty for an unreadable reply (the game is not stepped), splits the answer into actions where the game allows
-several per turn, enforces the turn budget and fills the common `info` keys. A game implements only `_reset`,
-`_act` (one action) and `render`; everything random draws from `self.rng`, seeded by `reset(seed)`, so a seed
-fixes the start state, the prompt layout and the scripted opponents' choices.
+The focal seat's reply is parsed by the answer protocol; an unreadable reply costs the format penalty and a
+turn (the game is not stepped); an answer may hold several `||` actions where the game allows, each consuming a
+turn, with the other seats answering in between. A single-seat game implements only `_reset`, `_act` (one
+action) and `render`; a game with more seats also implements `_to_move`, `observe` and `_act_other`.
+Everything random draws from `self.rng`, seeded by `reset`/`begin`, so a seed fixes the start state, the prompt
+layout and the scripted players' choices.
 
 Common `info` keys (present after every reset and step):
     game            registry id
@@ -20,7 +39,7 @@ Common `info` keys (present after every reset and step):
     invalid_actions invalid actions in this step
     end_reason      None while running, else why it ended ("win", "loss", "draw", "correct", "wrong",
                     "out_of_turns", "opponent_failed", ...)
-    opponent_failed an opponent produced no legal move after its retries; drop this episode from training
+    opponent_failed another seat produced no legal move after its tries; drop this episode from training
     terminal_reward the game's outcome reward (without penalties), set when the episode terminates
 """
 
@@ -31,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gift.errors import ConfigError, check_choice
-from gift.games.protocol import FORMAT_PENALTY, PARSERS, parse_reply, split_actions
+from gift.games.protocol import FORMAT_PENALTY, PARSERS, answer_text, bound_reply, parse_reply, split_actions
 
 FORMAT_ERROR_MESSAGE = (
     "Your previous reply could not be read. End your reply with "
@@ -41,26 +60,41 @@ FORMAT_ERROR_MESSAGE = (
 
 @dataclass
 class Outcome:
-    """What one action did. Games return this from `_act`."""
+    """What one action did. Games return this from `_act` (focal seat) and `_act_other` (other seats)."""
 
     valid: bool = True
+    """False: the action was rejected and changed nothing but the penalty (another seat is asked again)."""
     terminated: bool = False
     reward: float = 0.0
-    """Terminal reward (win 1, draw 0.5, loss 0 …); only read when `terminated`."""
+    """The focal seat's terminal reward (win 1, draw 0.5, loss 0 …); only read when `terminated`."""
     success: bool = False
     penalty: float = 0.0
-    """Charged now, whether or not the episode ends (e.g. -0.1 for an illegal move)."""
+    """Charged to the focal seat now, whether or not the episode ends (e.g. -0.1 for an illegal move)."""
     end_reason: str | None = None
     message: str = ""
-    """Feedback shown before the next observation (e.g. why a move was rejected)."""
+    """Feedback: shown to the focal seat before its next observation, or to a rejected seat on its retry."""
     opponent_failed: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeatView:
+    """What a seat sees when it must answer: the text an LLM reads, the state a bot reads, the legal answers."""
+
+    game: str
+    seat: int
+    text: str
+    """The observation from this seat, with the game's own answer hint but no answer-protocol instruction
+    (the transcript owner, `gift.rollout.transcript`, adds that once)."""
+    state: dict[str, Any]
+    legal: list[str] | None = None
 
 
 class TextGame:
     """Base class of every game. Subclasses set `id`, `default_max_turns` and implement the hooks."""
 
     id: ClassVar[str] = "text-game"
+    seats: ClassVar[int] = 1
     default_max_turns: ClassVar[int] = 1
     max_actions_per_turn: ClassVar[int] = 1
     """More than 1 lets an answer hold several `||`-separated actions (each consumes a turn of budget)."""
@@ -77,83 +111,131 @@ class TextGame:
         self.seed: int | None = None
         self.turns_used = 0
         self.done = True
+        self.focal_seat = 1
+        self.opponent: Any = None
+        """The player of the other seats in the single-agent view (games with more seats set it)."""
+        self.opponent_tries = 1
         self.last_info: dict[str, Any] = {}
+        self._queue: list[str] = []
+        self._step: dict[str, Any] = {}
+        self._outcome: Outcome | None = None
 
     # ----------------------------------------------------------------- hooks for subclasses
     def _reset(self) -> None:
-        """Draw a new start state from `self.rng`."""
+        """Draw a new start state from `self.rng` (and set `focal_seat` in a game with several seats)."""
         raise NotImplementedError
 
     def _act(self, action: str) -> Outcome:
-        """Apply one action of the trained player (and any opponent replies that follow)."""
+        """Apply one action of the focal seat; never asks another seat (the caller does)."""
         raise NotImplementedError
 
     def render(self) -> str:
-        """The trained player's current observation (no format instruction; the rollout adds that)."""
+        """The focal seat's current observation (no format instruction; the transcript adds that)."""
         raise NotImplementedError
 
+    def _to_move(self) -> int:
+        """The seat that acts next while the game runs (single-seat games: always the focal seat)."""
+        return self.focal_seat
+
+    def observe(self, seat: int) -> SeatView:
+        """What `seat` sees when it is to move (the focal seat's view is `render`)."""
+        return SeatView(self.id, seat, self.render(), {}, self.legal_actions())
+
+    def _act_other(self, seat: int, action: str) -> Outcome:
+        """Apply another seat's answer (already taken out of its answer block): rejected or applied."""
+        raise NotImplementedError(f"{self.id} has only one seat")
+
     def legal_actions(self) -> list[str] | None:
-        """Legal answers now, when they can be listed (None for open-ended answers such as a description)."""
+        """The focal seat's legal answers now, when they can be listed (None for open-ended answers)."""
         return None
 
     def game_info(self) -> dict[str, Any]:
         """Game-specific entries merged into `info`."""
         return {}
 
-    # ----------------------------------------------------------------- the API
+    # ----------------------------------------------------------------- the seat API
     @property
     def actions_left(self) -> int:
         return self.max_turns - self.turns_used
 
-    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[str, dict[str, Any]]:
+    def begin(self, seed: int | None = None) -> None:
+        """Begin an episode. The other seats may be to move before the focal seat's first turn."""
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         self.seed = int(seed)
         self.rng = random.Random(self.seed)
         self.turns_used = 0
         self.done = False
+        self._queue = []
+        self._outcome = None
+        self._step = self._info()
+        self._messages: list[str] = []
+        self._reward = 0.0
         self._reset()
-        info = self._info()
-        self.last_info = info
-        return self.render(), info
+        self._step = self._info()
 
-    def step(self, reply: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def to_move(self) -> int | None:
+        """The seat that must answer now, or None when the episode is over."""
+        if self.done or self._outcome is not None:
+            return None
+        return self._to_move()
+
+    def step_complete(self) -> bool:
+        """True when the focal seat's step is over: its turn again with nothing queued, or the episode ended."""
+        seat = self.to_move()
+        return seat is None or (seat == self.focal_seat and not self._queue)
+
+    def play_focal(self, reply: str) -> None:
+        """The focal seat's whole reply: parse it, charge penalties, apply its first action, queue the rest."""
         if self.done:
-            raise RuntimeError(f"{self.id}: step() called on a finished episode; call reset() first")
-        info = self._info()
+            raise RuntimeError(f"{self.id}: a reply was played on a finished episode; call reset() first")
+        if self.to_move() != self.focal_seat or self._queue:
+            raise RuntimeError(f"{self.id}: it is not the focal seat's turn")
         parsed = parse_reply(reply, self.parser)
-        reward = 0.0
-        terminated = False
-        messages: list[str] = []
         if parsed is None:
             self.turns_used += 1
-            reward += FORMAT_PENALTY
-            info["format_error"] = True
-            info["penalty"] = FORMAT_PENALTY
-            messages.append(FORMAT_ERROR_MESSAGE)
-        else:
-            actions = split_actions(parsed.answer, self.max_actions_per_turn)
-            executed = 0
-            for action in actions[: self.actions_left]:
-                outcome = self._act(action)
-                executed += 1
-                reward += outcome.penalty
-                info["penalty"] += outcome.penalty
-                info["invalid_actions"] += 0 if outcome.valid else 1
-                info.update(outcome.info)
-                if outcome.message:
-                    messages.append(outcome.message)
-                if outcome.terminated:
-                    terminated = True
-                    reward += outcome.reward
-                    info.update(
-                        success=outcome.success,
-                        end_reason=outcome.end_reason,
-                        opponent_failed=outcome.opponent_failed,
-                        terminal_reward=outcome.reward,
-                    )
-                    break
-            self.turns_used += max(1, executed)
+            self._reward += FORMAT_PENALTY
+            self._step.update(format_error=True, penalty=self._step["penalty"] + FORMAT_PENALTY)
+            self._messages.append(FORMAT_ERROR_MESSAGE)
+            return
+        self._queue = split_actions(parsed.answer, self.max_actions_per_turn)[: max(1, self.actions_left)]
+        self._drain()
+
+    def play_other(self, seat: int, reply: str) -> Outcome:
+        """Another seat's reply. A rejected one (`valid` False) changes nothing: ask that seat again."""
+        if self.to_move() != seat or seat == self.focal_seat:
+            raise RuntimeError(f"{self.id}: seat {seat} is not to move")
+        outcome = self._act_other(seat, answer_text(bound_reply(reply)))
+        if outcome.valid:
+            self._absorb(outcome)
+            self._drain()
+        return outcome
+
+    def forfeit(self, seat: int) -> None:
+        """`seat` gave no legal answer within its tries: the episode ends unscored (`opponent_failed`)."""
+        self._absorb(
+            Outcome(
+                terminated=True,
+                end_reason="opponent_failed",
+                opponent_failed=True,
+                message=f"Player {seat} could not produce a legal move; the game is called off.",
+                info={"forfeited_seat": seat},
+            )
+        )
+
+    def collect_step(self) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """The focal seat's step result (Gymnasium's 5-tuple) once `step_complete()`; starts the next step."""
+        info, reward, messages = self._step, self._reward, self._messages
+        terminated = self._outcome is not None
+        if terminated:
+            out = self._outcome
+            reward += out.reward
+            info.update(
+                success=out.success,
+                end_reason=out.end_reason,
+                opponent_failed=out.opponent_failed,
+                terminal_reward=out.reward,
+            )
         truncated = not terminated and self.turns_used >= self.max_turns
         if truncated:
             info.update(success=False, end_reason="out_of_turns", terminal_reward=0.0)
@@ -163,7 +245,74 @@ class TextGame:
         if messages and not self.done:
             obs = "\n".join(messages) + "\n\n" + obs
         self.last_info = info
+        self._step, self._reward, self._messages = self._info(), 0.0, []
         return obs, reward, terminated, truncated, info
+
+    # ----------------------------------------------------------------- the single-agent view
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[str, dict[str, Any]]:
+        """Gymnasium's reset: start, then let the other seats play (with `opponent`) up to the focal turn."""
+        if options:
+            raise ConfigError(f"{self.id}: reset(options=...) is not supported; pass options to make()")
+        self.begin(seed)
+        self._play_others()
+        return self.opening()
+
+    def opening(self) -> tuple[str, dict[str, Any]]:
+        """The focal seat's first observation and info, once the seats before it have played.
+
+        When another seat already forfeited, `info["opponent_failed"]` says so here and the first `step`
+        ends the episode without reading its reply.
+        """
+        info = dict(self._step)
+        info.update(self.game_info())  # the seats before the focal one may have changed the state
+        if self._outcome is not None:
+            info.update(opponent_failed=self._outcome.opponent_failed, end_reason=self._outcome.end_reason)
+        self.last_info = info
+        obs = self.render()
+        if self._messages:
+            obs = "\n".join(self._messages) + "\n\n" + obs
+        return obs, dict(info)
+
+    def step(self, reply: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Gymnasium's step: the focal seat's reply, then the other seats up to its next turn."""
+        if self.done:
+            raise RuntimeError(f"{self.id}: step() called on a finished episode; call reset() first")
+        if self._outcome is None:
+            self.play_focal(reply)
+            self._play_others()
+        return self.collect_step()
+
+    def _play_others(self) -> None:
+        from gift.opponents.base import answer_seat  # the one retry policy; imports no game
+
+        while (seat := self.to_move()) is not None and seat != self.focal_seat:
+            answer_seat(self, seat, *self.seat_player(seat))
+
+    def seat_player(self, seat: int) -> tuple[Any, int]:
+        """Who answers `seat` in the single-agent view (and, unless told otherwise, in the driver), and its tries."""
+        return self.opponent, self.opponent_tries
+
+    # ----------------------------------------------------------------- internals
+    def _drain(self) -> None:
+        """Apply queued focal actions while it is the focal seat's turn and the budget lasts."""
+        while self._queue and self.to_move() == self.focal_seat:
+            if self.actions_left <= 0:
+                self._queue = []
+                return
+            outcome = self._act(self._queue.pop(0))
+            self.turns_used += 1
+            self._absorb(outcome)
+
+    def _absorb(self, outcome: Outcome) -> None:
+        self._reward += outcome.penalty
+        self._step["penalty"] += outcome.penalty
+        self._step["invalid_actions"] += 0 if outcome.valid else 1
+        self._step.update(outcome.info)
+        if outcome.message:
+            self._messages.append(outcome.message)
+        if outcome.terminated:
+            self._outcome = outcome
+            self._queue = []
 
     def _budget_info(self) -> dict[str, Any]:
         return {"turns_used": self.turns_used, "actions_left": self.actions_left}
@@ -182,3 +331,4 @@ class TextGame:
             "terminal_reward": None,
             **self.game_info(),
         }
+

@@ -81,3 +81,17 @@ def split_actions(answer: str, limit: int) -> list[str]:
     parts = [p.strip() for p in answer.split("||")]
     parts = [p for p in parts if p]
     return parts[:limit] if parts else [""]
+
+
+MAX_REPLY_CHARS = 16_000
+"""Replies from other seats are cut to this many characters before any game logic reads them."""
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """At most `limit` characters of `text` (an ellipsis marks a cut), for feedback that quotes a reply."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def bound_reply(text: str) -> str:
+    """A reply cut to `MAX_REPLY_CHARS`, so that hostile lengths never reach the rules."""
+    return text if len(text) <= MAX_REPLY_CHARS else text[:MAX_REPLY_CHARS]

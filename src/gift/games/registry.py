@@ -37,7 +37,7 @@ _SPECS: dict[str, GameSpec] = {
                  "Who's the Spy: 4 players, one holds a different word; describe twice, then vote."),
         GameSpec("math-v0", "gift.games.math:MathProblem",
                  "A verifiable math problem (built-in generator or MATH-style file), graded by math-verify."),
-        GameSpec("nested-v0", "gift.compose:NestedGame",
+        GameSpec("nested-v0", "gift.games.nested:NestedGame",
                  "Several games played in order in one trajectory, rewarded jointly (GIFT nested training)."),
     )
 }

@@ -4,7 +4,8 @@ Three civilians share a word and the spy holds a related one; nobody is told the
 order for two description rounds, then everyone votes once; the most-voted player is out (ties at random) and the
 game ends: the civilians win iff the spy was voted out. The trained player gets exactly three turns
 (description, description, vote) and a reward of 1 when its side wins. Opponents seated before it act before it
-in every round; each step plays the opponents up to the trained player's next turn.
+in every round. The game holds the rules of all four seats; the other players answer outside it (the
+single-agent view plays them with the `opponent` option, bots by default).
 
 A description is invalid when empty or when it says the player's own word (`contains_word`); a vote must name an
 alive "Player N" other than oneself. Invalid answers cost `INVALID_PENALTY` and are retried within the budget;
@@ -20,15 +21,15 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
 from gift.errors import ConfigError
-from gift.games.base import Outcome, TextGame
-from gift.games.protocol import answer_text
+from gift.games.base import Outcome, SeatView, TextGame
 from gift.games.spy_bots import SpyBot, contains_word
-from gift.opponents import OpponentRequest, ask_with_retries, resolve_opponent
+from gift.opponents import resolve_opponent
 
 __all__ = [
     "INVALID_PENALTY",
@@ -132,11 +133,23 @@ def _parse_word_list(data: Any, path: object) -> WordList:
         if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
             raise _word_list_error(path, f"the hints of {word!r} must be a list of strings")
         hints[str(word).lower()] = tuple(p.strip() for p in phrases if p.strip())
-    return WordList(pairs=tuple(pairs), hints=hints)
+    return WordList(pairs=tuple(pairs), hints=MappingProxyType(hints))
 
 
 def load_word_pairs(path: str | os.PathLike[str]) -> WordList:
-    """Read a word list: [[spy_word, civilian_word], ...] or {"pairs": [...], "hints": {word: [...]}}."""
+    """Read a word list: [[spy_word, civilian_word], ...] or {"pairs": [...], "hints": {word: [...]}}.
+
+    Parsed once per file version (path, size, modification time): games are built for every rollout.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise _word_list_error(path, "file not found") from None
+    return _load_word_pairs(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _load_word_pairs(path: str, size: int, mtime_ns: int) -> WordList:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -147,8 +160,9 @@ def load_word_pairs(path: str | os.PathLike[str]) -> WordList:
     return _parse_word_list(data, path)
 
 
+@cache
 def shipped_word_list() -> WordList:
-    """The word list that ships with gift (over 500 everyday pairs, each word with 3-4 hints)."""
+    """The word list that ships with gift (over 500 everyday pairs, each word with 3-4 hints); read once."""
     source = resources.files("gift").joinpath("data", "spy_words.json")
     return _parse_word_list(json.loads(source.read_text(encoding="utf-8")), "gift/data/spy_words.json")
 
@@ -219,6 +233,7 @@ class WhosTheSpy(TextGame):
     """Who's the Spy against three opponents (scripted bots by default, or any `Opponent`)."""
 
     id = "spy-v0"
+    seats = NUM_PLAYERS
     default_max_turns = 3
 
     def __init__(
@@ -256,8 +271,8 @@ class WhosTheSpy(TextGame):
         self.eliminated: int | None = None
         self.winner: str | None = None
         self.forfeited_seat: int | None = None
+        self.focal_seat = self.trained_seat
         self._started = True
-        self._play_opponents()
 
     @staticmethod
     def _seats() -> range:
@@ -294,64 +309,33 @@ class WhosTheSpy(TextGame):
         }
 
     # ------------------------------------------------------------------ turns
+    def _to_move(self) -> int:
+        return self._slot_seat()
+
     def _act(self, action: str) -> Outcome:
-        if self.forfeited_seat is not None:
-            return self._forfeit_outcome()
-        seat = self.trained_seat
+        return self._apply(self.trained_seat, action, penalty=INVALID_PENALTY)
+
+    def _act_other(self, seat: int, action: str) -> Outcome:
+        return self._apply(seat, action, penalty=0.0)
+
+    def _apply(self, seat: int, action: str, penalty: float) -> Outcome:
+        """A description or a vote of `seat`: rejected with the reason, or recorded (the vote may end the game)."""
         if self.phase == "describe":
             problem = check_description(action, self.words[seat])
             if problem is not None:
-                return Outcome(valid=False, penalty=INVALID_PENALTY, message=problem)
+                return Outcome(valid=False, penalty=penalty, message=problem)
             self.history[seat].append(" ".join(action.split()))
         else:
             target, problem = check_vote(action, seat, self.alive)
             if target is None:
-                return Outcome(valid=False, penalty=INVALID_PENALTY, message=problem or "")
+                return Outcome(valid=False, penalty=penalty, message=problem or "")
             self.votes[seat] = target
         self.slot += 1
-        if not self._play_opponents():
-            return self._forfeit_outcome()
-        if self.slot >= _SLOTS:
-            return self._finish()
-        return Outcome()
+        return self._finish() if self.slot >= _SLOTS else Outcome()
 
-    def _play_opponents(self) -> bool:
-        """Let opponents act until it is the trained player's turn or the game is over; False on a forfeit."""
-        while self.slot < _SLOTS and self._slot_seat() != self.trained_seat:
-            if not self._opponent_turn(self._slot_seat()):
-                self.forfeited_seat = self._slot_seat()
-                return False
-            self.slot += 1
-        return True
-
-    def _opponent_turn(self, seat: int) -> bool:
-        describing = self.phase == "describe"
-
-        def make_request(attempt: int, feedback: str) -> OpponentRequest:
-            return OpponentRequest(
-                game=self.id,
-                seat=seat,
-                prompt=self._prompt(seat, for_opponent=True),
-                state=self.seat_state(seat),
-                rng=self.rng,
-                attempt=attempt,
-                feedback=feedback,
-            )
-
-        def accept(reply: str) -> str | int | None:
-            text = answer_text(reply)
-            if describing:
-                return None if check_description(text, self.words[seat]) else " ".join(text.split())
-            return check_vote(text, seat, self.alive)[0]
-
-        action = ask_with_retries(self.opponent, make_request, accept, tries=self.opponent_tries)
-        if action is None:
-            return False
-        if describing:
-            self.history[seat].append(str(action))
-        else:
-            self.votes[seat] = int(action)
-        return True
+    def forfeit(self, seat: int) -> None:
+        self.forfeited_seat = seat
+        super().forfeit(seat)
 
     def _finish(self) -> Outcome:
         self.eliminated = tally_votes(self.votes, self.rng)
@@ -362,9 +346,6 @@ class WhosTheSpy(TextGame):
             terminated=True, reward=1.0 if won else 0.0, success=won, end_reason="win" if won else "loss"
         )
 
-    def _forfeit_outcome(self) -> Outcome:
-        return Outcome(terminated=True, reward=0.0, end_reason="opponent_failed", opponent_failed=True)
-
     def _side(self, seat: int) -> str:
         return "spy" if seat == self.spy_seat else "civilians"
 
@@ -373,7 +354,12 @@ class WhosTheSpy(TextGame):
         key = (self.seed or 0) * 1_000_003 + self.turns_used * 7919 + self.slot * 101 + seat
         return RULES[random.Random(key).randrange(len(RULES))]
 
-    def _prompt(self, seat: int, for_opponent: bool = False) -> str:
+    def observe(self, seat: int) -> SeatView:
+        eligible = [f"I vote for Player {s}" for s in self.alive if s != seat]
+        legal = eligible if self.phase == "vote" else None
+        return SeatView(self.id, seat, self._prompt(seat), self.seat_state(seat), legal)
+
+    def _prompt(self, seat: int) -> str:
         lines = [
             self._rules_text(seat),
             "",
@@ -397,8 +383,6 @@ class WhosTheSpy(TextGame):
                 "If the word has several meanings, go with the most common one.",
             ]
         lines += ["", "## Descriptions so far", *self._history_lines(seat)]
-        if for_opponent:
-            lines += ["", "Reply with your answer inside <answer> </answer>, in at most 200 words."]
         return "\n".join(lines)
 
     def _history_lines(self, seat: int) -> list[str]:

@@ -21,9 +21,9 @@ from types import MappingProxyType
 from typing import Any
 
 from gift.errors import ConfigError, check_choice, check_range
-from gift.games.base import Outcome, TextGame
-from gift.games.protocol import answer_text
-from gift.opponents import DEFAULT_TRIES, Opponent, OpponentRequest, ask_with_retries, resolve_opponent
+from gift.games.base import Outcome, SeatView, TextGame
+from gift.games.protocol import excerpt
+from gift.opponents import DEFAULT_TRIES, Opponent, OpponentRequest, resolve_opponent
 
 Board = tuple[str, ...]
 
@@ -36,7 +36,8 @@ LINES: tuple[tuple[int, int, int], ...] = (
     (0, 3, 6), (1, 4, 7), (2, 5, 8),  # columns
     (0, 4, 8), (2, 4, 6),  # diagonals
 )  # fmt: skip
-MOVE_PATTERN = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+MOVE_PATTERN = re.compile(r"\(\s*(\d{1,4})\s*,\s*(\d{1,4})\s*\)")
+"""At most 4 digits a coordinate: a longer number is no move (and never reaches int())."""
 START_MODES = ("train", "empty")
 DEFAULT_OPPONENT: Mapping[str, Any] = MappingProxyType({"kind": "epsilon", "epsilon": 0.5})
 """Used when `opponent` is None: a perfect player that plays a random move half of the time."""
@@ -184,8 +185,6 @@ class RandomPlayer(Opponent):
     """A uniformly random legal move."""
 
     name = "random"
-    reads_prompt = False
-    """Scripted bots read only `state`, so the game skips building their text prompt."""
 
     def act(self, request: OpponentRequest) -> str:
         _, _, cells = _bot_position(request)
@@ -196,7 +195,6 @@ class PerfectPlayer(Opponent):
     """Minimax play that never loses; prefers faster wins and slower losses, breaks ties at random."""
 
     name = "perfect"
-    reads_prompt = False
 
     def act(self, request: OpponentRequest) -> str:
         board, mark, _ = _bot_position(request)
@@ -205,8 +203,6 @@ class PerfectPlayer(Opponent):
 
 class EpsilonPlayer(Opponent):
     """With probability `epsilon` a random legal move, otherwise a perfect one: a single skill knob."""
-
-    reads_prompt = False
 
     def __init__(self, epsilon: float = 0.3) -> None:
         super().__init__()
@@ -282,14 +278,18 @@ def _position_text(board: Board, seat: int, variant_key: str) -> str:
 
 # --------------------------------------------------------------------------- the game
 class TicTacToe(TextGame):
-    """TicTacToe against an opponent: win 1 (success), draw 0.5, loss 0; an illegal move costs -0.1 and a turn.
+    """TicTacToe, both seats: win 1 (success), draw 0.5, loss 0 for the focal seat; an illegal move costs -0.1
+    and a turn.
 
-    Options: `opponent` (bot name, {"kind": ...} dict or `Opponent`; None = `DEFAULT_OPPONENT`), `start` ("train": the paper's training
-    start with a random seat and an optional random pre-round; "empty": an empty board with a random first
-    player, used for evaluation), `opponent_tries` (attempts the opponent gets per move before it forfeits).
+    Options: `opponent` (bot name, {"kind": ...} dict or `Opponent`; None = `DEFAULT_OPPONENT`): who plays the
+    other seat in the single-agent view and, unless told otherwise, in the driver; `start` ("train": the paper's
+    training start with a random seat and an optional random pre-round; "empty": an empty board with a random
+    first player, used for evaluation); `seat` (None: drawn per episode; 1 or 2: the focal seat is fixed);
+    `opponent_tries` (attempts the other seat gets per move before it forfeits).
     """
 
     id = "tictactoe-v0"
+    seats = 2
     default_max_turns = 5
     max_actions_per_turn = 5
 
@@ -298,6 +298,7 @@ class TicTacToe(TextGame):
         opponent: Opponent | str | Mapping[str, Any] | None = None,
         start: str = "train",
         opponent_tries: int = DEFAULT_TRIES,
+        seat: int | None = None,
         max_turns: int | None = None,
         parser: str = "strict",
     ) -> None:
@@ -307,12 +308,16 @@ class TicTacToe(TextGame):
         check_choice(f"{self.id}: start", start, START_MODES)
         if isinstance(opponent_tries, bool) or not isinstance(opponent_tries, int) or opponent_tries < 1:
             raise ConfigError(f"{self.id}: opponent_tries={opponent_tries!r} must be an integer >= 1")
+        if seat is not None and (isinstance(seat, bool) or seat not in (1, 2)):
+            raise ConfigError(f"{self.id}: seat={seat!r} is not allowed; choose one of: None, 1, 2")
         self.opponent = resolve_opponent(opponent, BOTS, where=self.id)
-        self.start = start
+        self.start_mode = start
+        self.seat_option = seat
         self.opponent_tries = opponent_tries
         self.board: Board = EMPTY_BOARD
         self.seat = 1
         self.moves: list[tuple[str, int, int]] = []
+        self._last_move: tuple[int, int] | None = None
 
     # ----------------------------------------------------------------- state helpers
     @property
@@ -345,52 +350,61 @@ class TicTacToe(TextGame):
     def _reset(self) -> None:
         self.board = EMPTY_BOARD
         self.moves = []
-        self.seat = self.rng.choice((1, 2))
+        self._last_move = None
+        drawn = self.rng.choice((1, 2))
+        self.seat = drawn if self.seat_option is None else self.seat_option
+        self.focal_seat = self.seat
         opponent_first = self.seat == 2
-        if self.start == "train":
+        if self.start_mode == "train":
             if self.rng.random() < 0.5:
                 self._place_random(MARKS[0])
                 self._place_random(MARKS[1])
             if opponent_first:
                 self._place_random(MARKS[0])
-        elif opponent_first:
+        elif opponent_first and self.seat_option is None:
             self._place_random(MARKS[0])
 
-    def _act(self, action: str) -> Outcome:
+    def _to_move(self) -> int:
+        return 1 if mark_to_move(self.board) == MARKS[0] else 2
+
+    def _read_move(self, action: str) -> tuple[int, str]:
+        """(cell, "") for a legal move in `action`, else (-1, why it is not one)."""
         move = parse_move(action)
         if move is None:
-            return self._illegal(f"No move of the form (row, col) was found in your answer {action!r}.")
+            return -1, f"No move of the form (row, col) was found in your answer {excerpt(action, 80)!r}."
         row, col = move
         if not (1 <= row <= 3 and 1 <= col <= 3):
-            return self._illegal(
-                f"Your move ({row}, {col}) is off the board; rows and columns run from 1 to 3."
-            )
+            return -1, f"Your move ({row}, {col}) is off the board; rows and columns run from 1 to 3."
         cell = rc_to_cell(row, col)
         if self.board[cell] != EMPTY:
-            return self._illegal(f"Cell ({row}, {col}) is already taken by '{self.board[cell]}'.")
+            return -1, f"Cell ({row}, {col}) is already taken by '{self.board[cell]}'."
+        return cell, ""
+
+    def _act(self, action: str) -> Outcome:
+        cell, why = self._read_move(action)
+        if cell < 0:
+            return self._illegal(why)
         self._place(cell, self.mark)
+        self._last_move = cell_to_rc(cell)
+        return self._result() or Outcome()
+
+    def _act_other(self, seat: int, action: str) -> Outcome:
+        cell, why = self._read_move(action)
+        if cell < 0:
+            return Outcome(valid=False, message=f"Illegal move: {why} Choose an empty cell.")
+        self._place(cell, MARKS[seat - 1])
         if (ended := self._result()) is not None:
             return ended
-        reply = self._ask_opponent()
-        if reply is None:
-            return Outcome(
-                terminated=True,
-                reward=0.0,
-                success=False,
-                end_reason="opponent_failed",
-                opponent_failed=True,
-                message="The opponent could not produce a legal move; the game is called off.",
-            )
-        self._place(reply, self.opponent_mark)
-        if (ended := self._result()) is not None:
-            return ended
-        return Outcome(message=f"You played ({row}, {col}); your opponent answered {format_move(reply)}.")
+        if self._last_move is None:
+            return Outcome(message=f"Your opponent opened with {format_move(cell)}.")
+        row, col = self._last_move
+        return Outcome(message=f"You played ({row}, {col}); your opponent answered {format_move(cell)}.")
 
     def _illegal(self, why: str) -> Outcome:
         return Outcome(valid=False, penalty=-0.1, message=f"Illegal move: {why} Choose an empty cell.")
 
     def _result(self) -> Outcome | None:
-        """The terminal outcome if the last move ended the game."""
+        """The terminal outcome for the focal seat if the last move ended the game."""
         won = winner(self.board)
         if won == self.mark:
             return Outcome(terminated=True, reward=1.0, success=True, end_reason="win", message="You won.")
@@ -400,41 +414,25 @@ class TicTacToe(TextGame):
             return Outcome(terminated=True, reward=0.5, end_reason="draw", message="The game is a draw.")
         return None
 
-    def _ask_opponent(self) -> int | None:
-        board = self.board
-        legal = legal_moves(board)
-        wants_prompt = getattr(self.opponent, "reads_prompt", True)
-
-        def make_request(attempt: int, feedback: str) -> OpponentRequest:
-            return OpponentRequest(
-                game=self.id,
-                seat=self.opponent_seat,
-                prompt=self._opponent_prompt(feedback) if wants_prompt else "",
-                state={"board": board, "mark": self.opponent_mark, "legal": [cell_to_rc(c) for c in legal]},
-                rng=self.rng,
-                attempt=attempt,
-                feedback=feedback,
-            )
-
-        def accept(reply: str) -> int | None:
-            move = parse_move(answer_text(reply))
-            if move is None or not (1 <= move[0] <= 3 and 1 <= move[1] <= 3):
-                return None
-            cell = rc_to_cell(*move)
-            return cell if cell in legal else None
-
-        return ask_with_retries(self.opponent, make_request, accept, tries=self.opponent_tries)
-
-    def _opponent_prompt(self, feedback: str) -> str:
-        text = self._describe(self.opponent_seat, "opponent")
-        text += (
-            f"\n\n## Your Turn\nYou are Player {self.opponent_seat} ('{self.opponent_mark}'). "
+    def observe(self, seat: int) -> SeatView:
+        if seat == self.focal_seat:
+            return SeatView(self.id, seat, self.render(), self.seat_state(seat), self.legal_actions())
+        mark = MARKS[seat - 1]
+        text = self._describe(seat, "opponent") + (
+            f"\n\n## Your Turn\nYou are Player {seat} ('{mark}'). "
             f"Legal moves (row, col): {_legal_rc_text(self.board)}\n"
-            "Reply with only your move, in at most 200 words, as <answer>(row, col)</answer>."
+            "Answer with the cell you take, for example (2, 3)."
         )
-        if feedback:
-            text = f"{feedback}\n\n{text}"
-        return text
+        legal = [format_move(c) for c in legal_moves(self.board)]
+        return SeatView(self.id, seat, text, self.seat_state(seat), legal)
+
+    def seat_state(self, seat: int) -> dict[str, Any]:
+        """The structured view scripted bots read: board, own mark, legal (row, col) moves."""
+        return {
+            "board": self.board,
+            "mark": MARKS[seat - 1],
+            "legal": [cell_to_rc(c) for c in legal_moves(self.board)],
+        }
 
     def render(self) -> str:
         text = self._describe(self.seat, "player")
@@ -463,7 +461,7 @@ class TicTacToe(TextGame):
             "board": format_board(self.board),
             "mark": self.mark,
             "seat": self.seat,
-            "opponent": self.opponent.name,
+            "opponent": getattr(self.opponent, "name", None),
             "moves": list(self.moves),
             "winner": winner(self.board),
         }

@@ -1,10 +1,12 @@
-"""One opponent interface for every multi-player game: scripted bots, LLM endpoints and the policy itself.
+"""One player interface for the seats a game's focal player does not hold: bots, LLM endpoints, the policy itself.
 
-A game asks its opponent for a move with an `OpponentRequest` that carries both views of the seat: `prompt`, the
-full text an LLM would answer, and `state`, a structured dict scripted bots read (each game documents its keys).
-The reply is text; the game parses and validates it like a model reply. `ask_with_retries` is the one retry
-policy: a transport error (`OpponentError`) or a rejected reply is retried with feedback, and after `tries`
-attempts the opponent forfeits — the game then ends with `info["opponent_failed"] = True` instead of scoring it.
+A player answers an `OpponentRequest` that carries both views of its seat: `prompt`, the whole text an LLM
+reads (composed once by `gift.prompts`), and `state`, the structured dict scripted bots read (each game documents
+its keys). The reply is text; the game validates it (`TextGame.play_other`). `SeatTurn` is the one retry policy:
+a transport error (`OpponentError`) or a rejected reply is retried with feedback, and after `tries` attempts the
+seat forfeits — the episode then ends with `info["opponent_failed"] = True` instead of being scored.
+`answer_seat` runs it synchronously (the single-agent view); `gift.rollout.driver` runs the same `SeatTurn`
+with replies that arrive concurrently.
 """
 
 from __future__ import annotations
@@ -86,35 +88,111 @@ class Opponent:
         return f"{type(self).__name__}({self.name!r})"
 
 
+class SeatTurn:
+    """One seat's move under the retry policy: up to `tries` attempts, each after feedback on the last one."""
+
+    def __init__(self, player: Opponent, tries: int = DEFAULT_TRIES) -> None:
+        self.player = player
+        self.tries = int(tries)
+        self.attempt = 0
+        self.feedback = ""
+        self.started = 0.0
+
+    def request(self, game: Any, seat: int) -> OpponentRequest:
+        """The request of the next attempt; its prompt holds the feedback and the instruction exactly once."""
+        from gift.prompts import opponent_prompt
+
+        view = game.observe(seat)
+        self.player.stats.add(calls=1)
+        self.started = time.perf_counter()
+        return OpponentRequest(
+            game=view.game,
+            seat=seat,
+            prompt=opponent_prompt(view.text, self.feedback),
+            state=view.state,
+            rng=game.rng,
+            attempt=self.attempt,
+            feedback=self.feedback,
+        )
+
+    def answered(self) -> None:
+        """The attempt's reply arrived (accepted or not): count its latency."""
+        self.player.stats.add(latency_s=time.perf_counter() - self.started)
+
+    def rejected(self, reply: str, why: str) -> bool:
+        """The game refused `reply`; True when another attempt is left."""
+        from gift.games.protocol import excerpt
+        from gift.prompts import rejection_feedback
+
+        self.player.stats.add(invalid=1)
+        return self._next(rejection_feedback(why, repr(excerpt(reply))))
+
+    def failed(self, err: BaseException) -> bool:
+        """The player could not answer at all; True when another attempt is left."""
+        self.player.stats.add(errors=1)
+        return self._next(f"The previous request failed ({err.__class__.__name__}).")
+
+    def _next(self, feedback: str) -> bool:
+        self.attempt += 1
+        self.feedback = feedback
+        if self.attempt >= self.tries:
+            self.player.stats.add(forfeits=1)
+            return False
+        return True
+
+
+def _ask(
+    turn: SeatTurn, make_request: Callable[[], OpponentRequest], judge: Callable[[str], tuple[T | None, str]]
+) -> T | None:
+    """Attempts until `judge(reply)` returns a value (not None); None once the tries are spent."""
+    while True:
+        request = make_request()
+        try:
+            reply = turn.player.act(request)
+        except OpponentError as err:
+            turn.answered()
+            if turn.failed(err):
+                continue
+            return None
+        turn.answered()
+        value, why = judge(reply)
+        if value is not None:
+            return value
+        if not turn.rejected(reply, why):
+            return None
+
+
+def answer_seat(game: Any, seat: int, player: Opponent, tries: int = DEFAULT_TRIES) -> bool:
+    """Ask `player` for `seat`'s move until the game accepts one; False (and a forfeit) after `tries`."""
+    if player is None:
+        raise RuntimeError(f"{game.id}: seat {seat} has no player")
+    turn = SeatTurn(player, tries)
+
+    def judge(reply: str) -> tuple[bool | None, str]:
+        outcome = game.play_other(seat, reply)
+        return (True, "") if outcome.valid else (None, outcome.message)
+
+    if _ask(turn, lambda: turn.request(game, seat), judge) is None:
+        game.forfeit(seat)
+        return False
+    return True
+
+
 def ask_with_retries(
     opponent: Opponent,
     make_request: Callable[[int, str], OpponentRequest],
     accept: Callable[[str], T | None],
     tries: int = DEFAULT_TRIES,
 ) -> T | None:
-    """Ask up to `tries` times; return the first accepted action, or None when the opponent forfeits.
+    """`SeatTurn`'s policy for a caller outside a game: `accept(reply)` is the legal action or None.
 
-    `make_request(attempt, feedback)` builds the request; `accept(reply)` returns the parsed legal action or
-    None. Every call, error, rejection, forfeit and its latency is counted in `opponent.stats`.
+    `make_request(attempt, feedback)` builds each request (its prompt should carry the feedback).
     """
-    feedback = ""
-    for attempt in range(tries):
-        request = make_request(attempt, feedback)
+    turn = SeatTurn(opponent, tries)
+
+    def next_request() -> OpponentRequest:
         opponent.stats.add(calls=1)
-        start = time.perf_counter()
-        try:
-            reply = opponent.act(request)
-        except OpponentError as err:
-            opponent.stats.add(errors=1)
-            feedback = f"The previous request failed ({err.__class__.__name__})."
-            continue
-        finally:
-            opponent.stats.add(latency_s=time.perf_counter() - start)
-        action = accept(reply)
-        if action is not None:
-            return action
-        opponent.stats.add(invalid=1)
-        shown = reply if len(reply) <= 200 else reply[:200] + "…"
-        feedback = f"Your previous reply was not a legal move: {shown!r}"
-    opponent.stats.add(forfeits=1)
-    return None
+        turn.started = time.perf_counter()
+        return make_request(turn.attempt, turn.feedback)
+
+    return _ask(turn, next_request, lambda reply: (accept(reply), "It was not a legal move."))

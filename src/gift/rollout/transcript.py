@@ -26,42 +26,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gift.errors import ConfigError
-from gift.games.protocol import FORMAT_INSTRUCTION
-
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. You are playing a text game; think, then act."
-"""Short on purpose: the game observation carries the rules."""
+from gift.prompts import (  # noqa: F401 - the chat's text pieces, re-exported for the rollout
+    DEFAULT_SYSTEM_PROMPT,
+    feedback_message,
+    first_messages,
+    format_instruction,
+    format_reward,
+    turn_block,
+)
 
 _PLACEHOLDER = "\u2063GIFTREPLYPLACEHOLDER\u2063"
 """An assistant content that no template alters and no model writes, used to locate the text around a reply."""
-
-
-def format_reward(reward: float) -> str:
-    """Rewards as the model reads them: 1, 0.5, -0.1 (no float noise such as 0.30000000000000004)."""
-    return f"{round(float(reward), 6):g}"
-
-
-def format_instruction(max_new_tokens: int | None) -> str:
-    """The answer-protocol instruction plus a hint of the reply length cap."""
-    if max_new_tokens is None:
-        return FORMAT_INSTRUCTION
-    return f"{FORMAT_INSTRUCTION} Keep the whole reply within {max_new_tokens} tokens."
-
-
-def turn_block(turn: int, observation: str, actions_left: int, instruction: str) -> str:
-    """One turn's block: the turn number, the game's observation, the remaining budget and the instruction."""
-    return f"Turn {turn}:\n{observation}\nYou have {actions_left} actions left.\n{instruction}"
-
-
-def feedback_message(reward: float, next_block: str) -> str:
-    """The user message after an assistant reply: the step reward, then the next turn block."""
-    return f"Reward: {format_reward(reward)}\n\n{next_block}"
-
-
-def first_messages(system_prompt: str | None, first_block: str) -> list[dict[str, str]]:
-    """The opening of every transcript (the system message is left out when `system_prompt` is empty)."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": first_block})
-    return messages
 
 
 def stop_token_ids(tokenizer: Any, extra: Iterable[int] = ()) -> list[int]:
