@@ -111,7 +111,7 @@ def comparable(rows: list[dict]) -> list[dict]:
         {
             k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
             for k, v in r.items()
-            if k not in TIMING_KEYS
+            if k not in TIMING_KEYS and not k.endswith("latency_s")
         }
         for r in rows
     ]

@@ -74,6 +74,35 @@ def step_metrics(
     return metrics
 
 
+def driver_metrics(stats: Any, backend: Any) -> dict[str, float]:
+    """This process's rollout counters: generation calls, other seats' calls per game, the prefix cache."""
+    out: dict[str, float] = {
+        "rollout/generate_calls": float(stats.generate_calls),
+        "rollout/opponent_batches": float(stats.opponent_batches),
+        "rollout/max_in_flight": float(stats.max_in_flight),
+    }
+    for game, seat in sorted(stats.per_game.items()):
+        calls = max(seat.calls, 1)
+        out.update(
+            {
+                f"opponent/{game}/calls": float(seat.calls),
+                f"opponent/{game}/errors": float(seat.errors),
+                f"opponent/{game}/rejected": float(seat.rejected),
+                f"opponent/{game}/forfeits": float(seat.forfeits),
+                f"opponent/{game}/latency_s": seat.latency_s / calls,
+            }
+        )
+    if getattr(backend, "store", None) is not None:
+        out.update(
+            {
+                "rollout/kv_hits": float(stats.kv_hits),
+                "rollout/kv_cached_tokens": float(stats.kv_cached_tokens),
+                "rollout/kv_prefilled_tokens": float(stats.kv_prefilled_tokens),
+            }
+        )
+    return out
+
+
 def summary_rows(rows: Sequence[Mapping[str, Any]], fraction: float = 0.2) -> list[dict[str, Any]]:
     """First-steps vs last-steps means of every reward/success/format metric (the end-of-run table)."""
     if not rows:

@@ -84,3 +84,50 @@ def validate_tasks(pairs: Sequence[tuple[Task, int]]) -> None:
 
     for task, _ in pairs:
         Task(task.name, task.game, substitute_self(task.options, _Placeholder())).make()
+
+
+def share_endpoints(value: Any, shared: dict[str, Any] | None = None) -> Any:
+    """Replace every `{kind: openai, ...}` opponent in task options by one client per distinct endpoint.
+
+    All games of a run then share that client: its `concurrency` bounds the calls in flight across games, and
+    its counters cover the whole run.
+    """
+    import json
+
+    shared = {} if shared is None else shared
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "opponent" and isinstance(item, dict) and item.get("kind") == "openai":
+                from gift.opponents import resolve_opponent
+
+                spec = json.dumps(item, sort_keys=True, default=str)
+                if spec not in shared:
+                    shared[spec] = resolve_opponent(item, {}, where="opponent")
+                out[key] = shared[spec]
+            else:
+                out[key] = share_endpoints(item, shared)
+        return out
+    if isinstance(value, list):
+        return [share_endpoints(v, shared) for v in value]
+    return value
+
+
+class GamePool:
+    """Games made once per rollout slot of a task and reset for every episode (making one is the slow part)."""
+
+    def __init__(self) -> None:
+        self._games: dict[str, list[Any]] = {}
+
+    def games_for(self, tasks: Sequence[Task]) -> list[Any]:
+        """One distinct game instance per entry of `tasks` (entries of one task get different instances)."""
+        used: dict[str, int] = {}
+        out = []
+        for task in tasks:
+            pool = self._games.setdefault(task.name, [])
+            index = used.get(task.name, 0)
+            if index == len(pool):
+                pool.append(task.make())
+            out.append(pool[index])
+            used[task.name] = index + 1
+        return out

@@ -29,7 +29,7 @@ from gift.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoi
 from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
-from gift.run_metrics import finish_run, save_samples, step_metrics
+from gift.run_metrics import driver_metrics, finish_run, save_samples, step_metrics
 from gift.sharded import (
     GenerationCopy,
     check_sharding_settings,
@@ -42,7 +42,7 @@ from gift.sharded import (
     optimizer_state_to_save,
     save_engine_state,
 )
-from gift.tasks import substitute_self, task_pairs, uses_self_play, validate_tasks
+from gift.tasks import GamePool, share_endpoints, substitute_self, task_pairs, uses_self_play, validate_tasks
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -154,6 +154,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     from gift.metrics import MetricsLogger, truncate_after
     from gift.models import resolve_model
     from gift.rollout import RolloutConfig, run_rollouts
+    from gift.rollout.driver import DriverStats
 
     hf_logging.disable_progress_bar()
     pairs = task_pairs(cfg)
@@ -240,6 +241,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             policy, tokenizer, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature
         )
         pairs = [(Task(t.name, t.game, substitute_self(t.options, self_play)), n) for t, n in pairs]
+    pairs = [(Task(t.name, t.game, share_endpoints(t.options)), n) for t, n in pairs]
+    game_pool = GamePool()
     sampler = TaskSampler(pairs, group_size=cfg.task.group_size, base_seed=cfg.task.base_seed)
 
     start = 0
@@ -300,16 +303,15 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         t0 = time.perf_counter()
         groups = sampler.next_batch()
         mine = groups[rank::world]
-        games, seeds, gids, names = [], [], [], []
-        for group in mine:
-            for _ in range(group.size):
-                games.append(group.task.make())
-                seeds.append(group.seed)
-                gids.append(group.seed)
-                names.append(group.task.name)
+        slots = [group for group in mine for _ in range(group.size)]
+        games = game_pool.games_for([group.task for group in slots])
+        seeds = [group.seed for group in slots]
+        gids = [group.seed for group in slots]
+        names = [group.task.name for group in slots]
         # Each process gets its own sampling stream (rank 0 keeps the single-process one).
         rollout_cfg.seed = (cfg.train.seed * 1_000_003 + step + rank * 7_919_333) % 2**31
         model.eval()
+        rollout_stats = DriverStats()
         with torch.no_grad():
             trajectories = run_rollouts(
                 games,
@@ -319,7 +321,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 tokenizer,
                 rollout_cfg,
                 tasks=names,
-                batchers=[self_play.batcher] if self_play is not None else (),
+                stats=rollout_stats,
             )
         t_rollout = time.perf_counter() - t0
 
@@ -373,6 +375,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                     "train/update_time": t_update,
                     "train/tokens_per_s": generated / max(t_rollout, 1e-9),
                     "train/lr": scheduler.get_last_lr()[0],
+                    **driver_metrics(rollout_stats, backend),
                 }
             )
             logger.log(step + 1, metrics)

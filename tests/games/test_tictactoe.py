@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from gift.errors import ConfigError
 from gift.games.registry import make
-from gift.prompts import OPPONENT_INSTRUCTION
 from gift.games.tictactoe import (
     EMPTY,
     EMPTY_BOARD,
@@ -37,6 +36,7 @@ from gift.games.tictactoe import (
     winner,
 )
 from gift.opponents import Opponent, OpponentRequest
+from gift.prompts import OPPONENT_INSTRUCTION
 
 
 def answer(text: str) -> str:

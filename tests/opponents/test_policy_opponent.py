@@ -10,6 +10,7 @@ import torch
 from gift.games.protocol import FORMAT_INSTRUCTION
 from gift.opponents import OpponentError, OpponentRequest, ask_with_retries
 from gift.opponents.policy import PolicyOpponent
+from gift.prompts import OPPONENT_INSTRUCTION, opponent_prompt
 from gift.rollout.backends import GenerationBackend, HFBackend, Sample
 
 
@@ -31,7 +32,7 @@ def request(feedback: str = "", seed: int = 0) -> OpponentRequest:
     return OpponentRequest(
         game="tictactoe-v0",
         seat=2,
-        prompt="Board 1 2 3 | X . O. Your move as (row, col).",
+        prompt=opponent_prompt("Board 1 2 3 | X . O. Your move as (row, col).", feedback),
         state={},
         rng=random.Random(seed),
         feedback=feedback,
@@ -44,12 +45,12 @@ def test_answers_a_request_with_the_copys_sample(tiny_model):
     reply = opponent.act(request(seed=1))
     prompt = opponent.prompt_ids(request())
     # The opponent's seed is the episode rng's next draw.
-    direct = HFBackend(model, tok).generate([prompt], 8, seed=random.Random(1).randrange(2**31))[0]
+    direct = HFBackend(model, tok).generate([prompt], 8, seeds=[random.Random(1).randrange(2**31)])[0]
     assert reply == tok.decode(direct.token_ids, skip_special_tokens=True) and reply.strip()
     text = tok.decode(prompt)
-    assert (
-        request().prompt in text and FORMAT_INSTRUCTION in text and text.endswith("<|im_start|>assistant\n")
-    )
+    # The prompt is the composed request text, with its one instruction, and nothing appended by the player.
+    assert request().prompt in text and text.count(OPPONENT_INSTRUCTION) == 1 and FORMAT_INSTRUCTION not in text
+    assert text.endswith("<|im_start|>assistant\n")
 
 
 def test_sampled_replies_follow_the_episode_rng(tiny_model):

@@ -270,9 +270,9 @@ def test_reply_prefix_is_environment_text_that_the_game_sees(tiny_model):
     seen: list[str] = []
 
     class Spy(GuessGame):
-        def step(self, reply):
+        def play_focal(self, reply):
             seen.append(reply)
-            return super().step(reply)
+            return super().play_focal(reply)
 
     def script(tag, turn):
         return (f" guess </think> <answer> {4 + turn} </answer>", True)

@@ -1,10 +1,11 @@
-"""In-domain game evaluation with the paper's protocol (paper-notes §6).
+"""In-domain game evaluation with the paper's protocol (GIFT §4.1 and Appendix C).
 
 Every turn of the evaluated model is a *fresh single-turn prompt*: the system prompt, then one user message with
 the game's current observation and the format instruction. Earlier replies are not in the chat (training uses a
 multi-turn chat; evaluation does not). N episodes per game use the episode seeds 1..N, so every model meets the
 same start states and the same scripted-opponent randomness; TicTacToe starts from the empty board with a random
-first player. All live games' pending prompts of a turn go to the backend in one call.
+first player. The episodes run on the episode driver: every prompt that is ready goes to the backend in one
+call, and endpoint opponents answer concurrently.
 
 Success is the game's `info["success"]` (a TicTacToe win; a draw is not a success). An episode whose opponent
 failed to produce a legal move is excluded (`correct` None) and counted, never scored. The games keep their own
@@ -14,16 +15,15 @@ on, where the paper's evaluation counted it as a loss at once.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from gift.errors import ConfigError
-from gift.games.base import TextGame
 from gift.games.registry import make
-from gift.rollout.transcript import DEFAULT_SYSTEM_PROMPT, first_messages, format_instruction
+from gift.prompts import DEFAULT_SYSTEM_PROMPT, format_instruction, fresh_messages
+from gift.rollout.driver import Episode, ModelSeat, derive_seed, drive
+from gift.rollout.recorders import ChatSettings, EpisodeLog, FreshRecorder
 
 GAMES = ("matrix-v0", "tictactoe-v0", "spy-v0")
 GAME_ALIASES = {"matrix": "matrix-v0", "tictactoe": "tictactoe-v0", "spy": "spy-v0", "math": "math-v0"}
@@ -38,7 +38,6 @@ _KEPT_INFO = (
     "matrix_game", "matrix_game_index", "sign", "role", "chosen_action", "labels", "seat", "winner", "moves",
     "opponent", "trained_role", "trained_seat", "spy_seat", "eliminated", "gold_answer", "answer", "problem_id",
 )  # fmt: skip
-_OPPONENT_THREADS = 8
 
 
 def canonical_game(name: str) -> str:
@@ -93,12 +92,7 @@ class GenerationSettings:
 
 def fresh_prompt(settings: GenerationSettings, observation: str) -> list[dict[str, str]]:
     """One turn's prompt: system message + a single user message (observation, then the format instruction)."""
-    return first_messages(settings.system_prompt, f"{observation}\n\n{settings.instruction}")
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 31-bit sampling seed from any parts (independent of Python's hash randomisation)."""
-    return zlib.crc32(":".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
+    return fresh_messages(settings.system_prompt, observation, settings.instruction)
 
 
 def episode_score(record: Mapping[str, Any]) -> float:
@@ -106,39 +100,23 @@ def episode_score(record: Mapping[str, Any]) -> float:
     return SCORE_OF_END.get(str(record.get("end_reason")), 0.0)
 
 
-@dataclass
-class _Live:
-    seed: int
-    game: TextGame
-    observation: str
-    replies: list[str]
-    reward: float = 0.0
-    format_errors: int = 0
-    invalid_actions: int = 0
-
-
-def _record(live: _Live, info: Mapping[str, Any]) -> dict[str, Any]:
+def _record(log: EpisodeLog) -> dict[str, Any]:
+    info = log.final_info
     failed = bool(info.get("opponent_failed", False))
     return {
-        "item": f"episode-{live.seed}",
-        "episode_seed": live.seed,
+        "item": f"episode-{log.seed}",
+        "episode_seed": log.seed,
         "correct": None if failed else bool(info.get("success", False)),
         "excluded": "opponent_failed" if failed else None,
         "end_reason": info.get("end_reason"),
-        "reward": round(live.reward, 6),
-        "turns": len(live.replies),
-        "format_errors": live.format_errors,
-        "invalid_actions": live.invalid_actions,
-        "reply": live.replies[-1] if live.replies else "",
-        "replies": list(live.replies),
+        "reward": round(log.reward, 6),
+        "turns": len(log.replies),
+        "format_errors": log.format_errors,
+        "invalid_actions": log.invalid_actions,
+        "reply": log.replies[-1] if log.replies else "",
+        "replies": list(log.replies),
         "info": {k: info[k] for k in _KEPT_INFO if k in info},
     }
-
-
-def _uses_endpoint(game: TextGame) -> bool:
-    from gift.opponents.openai_client import OpenAIChatOpponent
-
-    return isinstance(getattr(game, "opponent", None), OpenAIChatOpponent)
 
 
 def play_episodes(
@@ -153,52 +131,36 @@ def play_episodes(
 ) -> list[dict[str, Any]]:
     """Play one episode per seed with `model` (anything with `.backend` and `.codec`); return their records.
 
-    Finished episodes are handed to `on_finish` after every turn, so a crash keeps them. `sample_seed` seeds the
-    model's sampling (each turn derives its own). `prompt_log`, if given, sees every turn's chat prompts.
+    The episodes run on the episode driver with a fresh prompt every turn. Each finished episode is handed to
+    `on_finish` at once, so a crash keeps it. `sample_seed` seeds the model's sampling (each episode's turn
+    derives its own). `prompt_log`, if given, sees every prompt the model answers.
     """
-    lives: list[_Live] = []
     options = dict(options)
-    for seed in episode_seeds:
+    chat = ChatSettings(system_prompt=settings.system_prompt, instruction=settings.instruction)
+    episodes = []
+    for index, seed in enumerate(episode_seeds):
         game = make(game_id, **options)
         if "opponent" in options:  # one opponent for every episode: one endpoint client, one concurrency gate
             options["opponent"] = game.opponent
-        observation, _ = game.reset(seed=int(seed))
-        lives.append(_Live(int(seed), game, observation, []))
+        log = EpisodeLog(int(seed))
+        episodes.append(Episode(game, int(seed), FreshRecorder(model.codec, chat, log), index))
     records: list[dict[str, Any]] = []
-    threads = _OPPONENT_THREADS if lives and _uses_endpoint(lives[0].game) else 1
-    turn = 0
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        while lives:
-            turn += 1
-            chats = [fresh_prompt(settings, live.observation) for live in lives]
-            if prompt_log is not None:
-                prompt_log(chats)
-            samples = model.backend.generate(
-                [model.codec.prompt_ids(chat) for chat in chats],
-                settings.max_new_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                seed=derive_seed(sample_seed, game_id, turn),
-            )
-            if len(samples) != len(lives):
-                raise RuntimeError(f"backend returned {len(samples)} samples for {len(lives)} prompts")
-            replies = [model.codec.decode_reply(s.token_ids) for s in samples]
-            steps = list(pool.map(lambda pair: pair[0].game.step(pair[1]), zip(lives, replies, strict=True)))
-            finished, still = [], []
-            for live, reply, (observation, reward, terminated, truncated, info) in zip(
-                lives, replies, steps, strict=True
-            ):
-                live.replies.append(reply)
-                live.reward += float(reward)
-                live.format_errors += int(bool(info.get("format_error", False)))
-                live.invalid_actions += int(info.get("invalid_actions", 0) or 0)
-                live.observation = observation
-                if terminated or truncated:
-                    finished.append(_record(live, info))
-                else:
-                    still.append(live)
-            lives = still
-            if finished:
-                on_finish(finished)
-                records.extend(finished)
-    return records
+
+    def finished(ep: Episode) -> None:
+        log = ep.recorder.log
+        if prompt_log is not None and log.prompts:
+            prompt_log(log.prompts)
+        record = _record(log)
+        records.append(record)
+        on_finish([record])
+
+    seat = ModelSeat(
+        model.backend,
+        settings.max_new_tokens,
+        settings.temperature,
+        settings.top_p,
+        seed=derive_seed(sample_seed, game_id),
+    )
+    drive(episodes, seat, on_finish=finished)
+    by_seed = {r["episode_seed"]: r for r in records}
+    return [by_seed[int(s)] for s in episode_seeds if int(s) in by_seed]

@@ -1,40 +1,35 @@
 """TicTacToe matches between any two players — models, scripted bots — for the `--ratings` table.
 
-`schedule_matches` pairs every two players on every seed twice, seats swapped. Here a match is played from the
-empty board: the first-seated player is Player 1 ('O') and moves first. Both games of a pair on one seed share the
-seed's random stream (bots' tie-breaks, models' sampling), so the comparison is paired. A model sees each move as
-a fresh single-turn prompt (the position from its seat, the legal moves and the format instruction); a reply
-without a legal move forfeits the game (a loss), as in the paper's evaluation. Model moves of all live matches
-are batched, one backend call per model per round.
+`schedule_matches` pairs every two players on every seed twice, seats swapped. A match is a `tictactoe-v0`
+game on the episode driver (`MATCH_OPTIONS`): from the empty board, the first-seated player holds the focal
+seat as Player 1 ('O') and moves first; the second-seated player answers the other seat. A model sees each move
+as a fresh single-turn prompt; a reply without a legal move loses the game, as in the paper's evaluation. All
+matches with the same first player run together, so a model's moves of every live match go out in one call.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from gift.evaluation.games_eval import GenerationSettings, derive_seed, fresh_prompt
+from gift.evaluation.games_eval import GenerationSettings
 from gift.evaluation.ratings import MatchResult, Rating, fit_ratings, schedule_matches
 from gift.evaluation.scorers import answer_block
 from gift.games.tictactoe import (
     BOTS,
-    EMPTY_BOARD,
     MARKS,
     Board,
-    cell_to_rc,
-    describe_position,
+    TicTacToe,
     format_move,
-    is_full,
     legal_moves,
-    mark_to_move,
     parse_move,
-    play,
     rc_to_cell,
     winner,
 )
-from gift.opponents import Opponent, OpponentRequest, resolve_opponent
+from gift.opponents import Opponent, resolve_opponent
+from gift.opponents.base import SeatTurn
+from gift.rollout.driver import Episode, ModelSeat, TextSeat, derive_seed, drive
+from gift.rollout.recorders import ChatSettings, EpisodeLog, FreshRecorder
 
 GAME = "tictactoe-v0"
 
@@ -42,14 +37,6 @@ GAME = "tictactoe-v0"
 def make_bot(spec: str | Mapping[str, Any]) -> Opponent:
     """A TicTacToe bot from a name or {"kind": name, **options} (random, perfect, epsilon)."""
     return resolve_opponent(spec, BOTS, where="--rating-players")
-
-
-def model_prompt(board: Board, seat: int, variant_key: str) -> str:
-    """What a model sees for its move: the position from its seat and the legal moves."""
-    text = describe_position(board, seat, random.Random(variant_key))
-    moves = ", ".join(format_move(c) for c in legal_moves(board))
-    mark = MARKS[seat - 1]
-    return f"{text}\n\n## Your Turn\nYou are Player {seat} ('{mark}'). The available moves (row, col) are: [{moves}]"
 
 
 def read_move(reply: str, board: Board) -> int | None:
@@ -61,26 +48,37 @@ def read_move(reply: str, board: Board) -> int | None:
     return cell if cell in legal_moves(board) else None
 
 
-@dataclass
-class _Match:
-    seed: Hashable
-    players: tuple[str, str]
-    rng: random.Random
-    board: Board = EMPTY_BOARD
-    forfeit: int | None = None
-    """Seat (1 or 2) that forfeited."""
-    moves: list[str] = field(default_factory=list)
+MATCH_OPTIONS: Mapping[str, Any] = {"start": "empty", "seat": 1, "illegal_move": "loss", "parser": "lenient"}
+"""A rating match: from the empty board, the first-seated player is Player 1 and holds the focal seat; an
+illegal move (a focal seat's, or another seat's single try) loses, as in the paper's evaluation."""
 
-    @property
-    def over(self) -> bool:
-        return self.forfeit is not None or winner(self.board) is not None or is_full(self.board)
 
-    def score(self) -> float:
-        """The first-seated player's score."""
-        if self.forfeit is not None:
-            return 0.0 if self.forfeit == 1 else 1.0
-        won = winner(self.board)
-        return 0.5 if won is None else (1.0 if won == MARKS[0] else 0.0)
+def _second_seat(player: Any, settings: GenerationSettings) -> Opponent:
+    """A bot as it is; a loaded model as a player whose prompts go to its backend together."""
+    if isinstance(player, Opponent):
+        return player
+    from gift.opponents.policy import PolicyOpponent
+
+    return PolicyOpponent(
+        player.backend,
+        player.codec.tokenizer,
+        system_prompt=settings.system_prompt or "",
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+    )
+
+
+def _first_seat(player: Any, settings: GenerationSettings, name: str) -> ModelSeat | TextSeat:
+    if isinstance(player, Opponent):
+        turns = SeatTurn(player, 1)
+        return TextSeat(
+            lambda game, _obs: f"<answer>{player.act(turns.request(game, game.focal_seat))}</answer>"
+        )
+    return ModelSeat(
+        player.backend, settings.max_new_tokens, settings.temperature, settings.top_p,
+        seed=derive_seed("ratings", name),
+    )  # fmt: skip
 
 
 def play_matches(
@@ -88,76 +86,44 @@ def play_matches(
     seeds: Sequence[Hashable],
     settings: GenerationSettings,
 ) -> tuple[list[MatchResult], list[dict[str, Any]]]:
-    """Play the seat-swapped schedule; players are `Opponent` bots or loaded models (`.backend`, `.codec`).
-
-    Returns the results for `fit_ratings` and one record per game (players, seed, moves, score).
-    """
-    matches = [
-        _Match(seed, (a, b), random.Random(f"{GAME}:ratings:{seed}"))
-        for seed, a, b in schedule_matches(list(players), list(seeds))
-    ]
-    round_no = 0
-    while live := [m for m in matches if not m.over]:
-        round_no += 1
-        waiting: dict[str, list[_Match]] = {}
-        for match in live:
-            seat = 1 if mark_to_move(match.board) == MARKS[0] else 2
-            name = match.players[seat - 1]
-            player = players[name]
-            if isinstance(player, Opponent):
-                _bot_move(player, match, seat)
-            else:
-                waiting.setdefault(name, []).append(match)
-        for name, group in waiting.items():
-            _model_moves(players[name], name, group, settings, round_no)
-    results = [MatchResult(m.seed, m.players[0], m.players[1], m.score()) for m in matches]
-    records = [
-        {"seed": m.seed, "first": m.players[0], "second": m.players[1], "score": m.score(), "moves": m.moves,
-         "forfeit": m.forfeit}
-        for m in matches
-    ]  # fmt: skip
-    return results, records
+    """Play the seat-swapped schedule on the episode driver; players are `Opponent` bots or loaded models
+    (`.backend`, `.codec`). Returns the results for `fit_ratings` and one record per game."""
+    schedule = list(schedule_matches(list(players), list(seeds)))
+    seconds = {name: _second_seat(p, settings) for name, p in players.items()}
+    chat = ChatSettings(system_prompt=settings.system_prompt, instruction=settings.instruction)
+    results: list[MatchResult | None] = [None] * len(schedule)
+    records: list[dict[str, Any] | None] = [None] * len(schedule)
+    for first in players:
+        episodes = []
+        for index, (seed, a, b) in enumerate(schedule):
+            if a != first:
+                continue
+            game = TicTacToe(opponent=seconds[b], opponent_tries=1, **MATCH_OPTIONS)
+            codec = getattr(players[a], "codec", None)
+            log = EpisodeLog(derive_seed(GAME, "ratings", seed))
+            episodes.append(Episode(game, log.seed, FreshRecorder(codec, chat, log), index))
+        drive(episodes, _first_seat(players[first], settings, first))
+        for ep in episodes:
+            seed, a, b = schedule[ep.index]
+            score, forfeit = _score(ep.game)
+            results[ep.index] = MatchResult(seed, a, b, score)
+            moves = [format_move(rc_to_cell(r, c)) for _, r, c in ep.game.moves] + ["forfeit"] * (
+                forfeit is not None
+            )
+            records[ep.index] = {"seed": seed, "first": a, "second": b, "score": score, "moves": moves,
+                                 "forfeit": forfeit}  # fmt: skip
+    return [r for r in results if r is not None], [r for r in records if r is not None]
 
 
-def _apply(match: _Match, seat: int, cell: int | None) -> None:
-    if cell is None:
-        match.forfeit = seat
-        match.moves.append("forfeit")
-        return
-    match.board = play(match.board, cell, MARKS[seat - 1])
-    match.moves.append(format_move(cell))
-
-
-def _bot_move(bot: Opponent, match: _Match, seat: int) -> None:
-    board = match.board
-    request = OpponentRequest(
-        game=GAME,
-        seat=seat,
-        prompt="",
-        state={"board": board, "mark": MARKS[seat - 1], "legal": [cell_to_rc(c) for c in legal_moves(board)]},
-        rng=match.rng,
-    )
-    _apply(match, seat, read_move(f"<answer>{bot.act(request)}</answer>", board))
-
-
-def _model_moves(
-    model: Any, name: str, group: list[_Match], settings: GenerationSettings, round_no: int
-) -> None:
-    seats = [1 if mark_to_move(m.board) == MARKS[0] else 2 for m in group]
-    chats = [
-        fresh_prompt(settings, model_prompt(m.board, seat, f"{GAME}:ratings:{m.seed}:{len(m.moves)}"))
-        for m, seat in zip(group, seats, strict=True)
-    ]
-    seed = derive_seed("ratings", name, round_no)
-    samples = model.backend.generate(
-        [model.codec.prompt_ids(chat) for chat in chats],
-        settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        seed=seed,
-    )
-    for match, seat, sample in zip(group, seats, samples, strict=True):
-        _apply(match, seat, read_move(model.codec.decode_reply(sample.token_ids), match.board))
+def _score(game: TicTacToe) -> tuple[float, int | None]:
+    """The first-seated player's score (win 1, draw 0.5) and the seat that forfeited, if one did."""
+    info = game.last_info
+    if info.get("opponent_failed"):
+        return 1.0, 2
+    if info.get("end_reason") == "illegal_move":
+        return 0.0, 1
+    won = winner(game.board)
+    return (0.5 if won is None else (1.0 if won == MARKS[0] else 0.0)), None
 
 
 def ratings_markdown(

@@ -39,6 +39,7 @@ LINES: tuple[tuple[int, int, int], ...] = (
 MOVE_PATTERN = re.compile(r"\(\s*(\d{1,4})\s*,\s*(\d{1,4})\s*\)")
 """At most 4 digits a coordinate: a longer number is no move (and never reaches int())."""
 START_MODES = ("train", "empty")
+ILLEGAL_MOVE_RULES = ("penalty", "loss")
 DEFAULT_OPPONENT: Mapping[str, Any] = MappingProxyType({"kind": "epsilon", "epsilon": 0.5})
 """Used when `opponent` is None: a perfect player that plays a random move half of the time."""
 
@@ -285,7 +286,9 @@ class TicTacToe(TextGame):
     other seat in the single-agent view and, unless told otherwise, in the driver; `start` ("train": the paper's
     training start with a random seat and an optional random pre-round; "empty": an empty board with a random
     first player, used for evaluation); `seat` (None: drawn per episode; 1 or 2: the focal seat is fixed);
-    `opponent_tries` (attempts the other seat gets per move before it forfeits).
+    `opponent_tries` (attempts the other seat gets per move before it forfeits); `illegal_move` ("penalty": an
+    illegal move of the focal seat costs -0.1 and a turn and the game goes on; "loss": it loses the game at once,
+    the paper's evaluation rule, GIFT Appendix C).
     """
 
     id = "tictactoe-v0"
@@ -299,10 +302,13 @@ class TicTacToe(TextGame):
         start: str = "train",
         opponent_tries: int = DEFAULT_TRIES,
         seat: int | None = None,
+        illegal_move: str = "penalty",
         max_turns: int | None = None,
         parser: str = "strict",
     ) -> None:
         super().__init__(max_turns=max_turns, parser=parser)
+        check_choice(f"{self.id}: illegal_move", illegal_move, ILLEGAL_MOVE_RULES)
+        self.illegal_move = illegal_move
         if opponent is None:
             opponent = dict(DEFAULT_OPPONENT)
         check_choice(f"{self.id}: start", start, START_MODES)
@@ -401,6 +407,10 @@ class TicTacToe(TextGame):
         return Outcome(message=f"You played ({row}, {col}); your opponent answered {format_move(cell)}.")
 
     def _illegal(self, why: str) -> Outcome:
+        if self.illegal_move == "loss":
+            return Outcome(
+                valid=False, terminated=True, reward=0.0, end_reason="illegal_move", message=f"Illegal move: {why}"
+            )
         return Outcome(valid=False, penalty=-0.1, message=f"Illegal move: {why} Choose an empty cell.")
 
     def _result(self) -> Outcome | None:

@@ -31,7 +31,14 @@ class Sample:
 
 
 class GenerationBackend:
-    """Base class: generate continuations of token-id prompts; `sync_weights` keeps the engine on policy."""
+    """Base class: generate continuations of token-id prompts; `sync_weights` keeps the engine on policy.
+
+    A backend with `per_request_seeds` also takes `seeds` (one per prompt): each prompt's sample then depends
+    on its own seed only, not on which other prompts share the call — what lets the episode driver batch
+    whatever is ready and still replay a seeded run exactly.
+    """
+
+    per_request_seeds = False
 
     def generate(
         self,
@@ -141,6 +148,37 @@ class SampledLogprobs:
         return torch.stack(self._steps, dim=1)
 
 
+class RowSampler:
+    """Sampling with one random generator per row, as a logits processor over greedy decoding (Gumbel-max).
+
+    argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T); restricted to the top-p nucleus it is
+    a draw from the renormalised nucleus, as transformers' own top-p sampling gives. Each row's noise comes from
+    its own seeded generator, so a row's tokens do not depend on the other rows of the batch.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device: Any) -> None:
+        import torch
+
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.generators = [torch.Generator(device=device).manual_seed(int(s) % 2**63) for s in seeds]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            ordered, index = torch.sort(logits, descending=True, dim=-1)
+            mass = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+            drop = (mass - torch.softmax(ordered, dim=-1)) >= self.top_p  # keep the token that crosses top_p
+            logits = logits.scatter(-1, index, ordered.masked_fill(drop, float("-inf")))
+        width = logits.shape[-1]
+        uniform = torch.stack(
+            [torch.rand(width, generator=g, device=logits.device) for g in self.generators]
+        ).clamp_(1e-20, 1.0 - 1e-7)
+        return logits - torch.log(-torch.log(uniform))
+
+
 class HFBackend(GenerationBackend):
     """Hugging Face `model.generate` with KV cache, left padding and sampling log-probs.
 
@@ -149,7 +187,8 @@ class HFBackend(GenerationBackend):
     array rather than every step's logits (chunk × max_new_tokens × vocab). Temperature 0 means greedy decoding,
     and its log-probs are then taken at temperature 1. The log-probs ignore top-p truncation:
     they are the policy's probabilities at the sampling temperature, which is what importance ratios need.
-    Seeded calls are reproducible (the global torch RNG is forked, so callers' random state is untouched).
+    Seeded calls are reproducible (the global torch RNG is forked, so callers' random state is untouched);
+    with `seeds`, every prompt samples from its own generator (`RowSampler`).
 
     With `kv_reuse` (default) a prompt that extends an earlier prompt plus its reply (the next turn of a game)
     is prefilled only from where that left off, and a batch's identical prompts are prefilled once
@@ -206,6 +245,8 @@ class HFBackend(GenerationBackend):
             self.model.load_state_dict(state, strict=True)
         self.reset_cache()
 
+    per_request_seeds = True
+
     def generate(
         self,
         prompts: list[list[int]],
@@ -213,10 +254,13 @@ class HFBackend(GenerationBackend):
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Sample]:
         check_sampling(max_new_tokens, temperature, top_p)
         if not prompts:
             return []
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"HFBackend.generate: {len(seeds)} seeds for {len(prompts)} prompts")
         if any(len(p) == 0 for p in prompts):
             raise ValueError("HFBackend.generate: every prompt needs at least one token")
         import torch
@@ -243,24 +287,32 @@ class HFBackend(GenerationBackend):
                         torch.manual_seed(int(seed) + chunk_index)
                     rows = order[start : start + self.max_batch]
                     chunk = [prompts[i] for i in rows]
-                    for row, sample in zip(
-                        rows, self._generate_chunk(chunk, max_new_tokens, temperature, top_p), strict=True
-                    ):
+                    row_seeds = None if seeds is None else [seeds[i] for i in rows]
+                    chunk_samples = self._generate_chunk(chunk, max_new_tokens, temperature, top_p, row_seeds)
+                    for row, sample in zip(rows, chunk_samples, strict=True):
                         results[row] = sample
         finally:
             self.model.train(was_training)
         return [s for s in results if s is not None]
 
     def _generate_chunk(
-        self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seeds: Sequence[int] | None = None,
     ) -> list[Sample]:
         from transformers import GenerationConfig, LogitsProcessorList
 
         greedy = temperature == 0
+        processors: list[Any] = []
+        if seeds is not None and not greedy:
+            processors.append(RowSampler(seeds, temperature, top_p, next(self.model.parameters()).device))
         # Every sampling knob is set explicitly: `generate` fills unset ones from the model's own
         # generation_config (e.g. an instruct model's temperature 0.7, top_k 20, repetition penalty 1.05).
         options: dict[str, Any] = {"do_sample": False}
-        if not greedy:
+        if not greedy and not processors:
             options = {
                 "do_sample": True,
                 "temperature": float(temperature),
@@ -288,7 +340,7 @@ class HFBackend(GenerationBackend):
                 input_ids=input_ids,
                 attention_mask=attention,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([recorder]),
+                logits_processor=LogitsProcessorList([recorder, *processors]),
                 **extra,
             )
 

@@ -75,6 +75,8 @@ class VLLMBackend(GenerationBackend):
     through host memory; with VLLM_ENABLE_V1_MULTIPROCESSING=0 they are handed over in place, on the GPU.
     """
 
+    per_request_seeds = True
+
     def __init__(
         self,
         model_path: str,
@@ -125,11 +127,15 @@ class VLLMBackend(GenerationBackend):
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Sample]:
         check_sampling(max_new_tokens, temperature, top_p)
         if not prompts:
             return []
         from vllm import SamplingParams
+
+        if seeds is None:
+            seeds = [None if seed is None else int(seed) + i for i in range(len(prompts))]
 
         params = [
             SamplingParams(
@@ -139,7 +145,7 @@ class VLLMBackend(GenerationBackend):
                 top_k=0,
                 max_tokens=max_new_tokens,
                 logprobs=0,
-                seed=None if seed is None else int(seed) + i,
+                seed=None if seeds[i] is None else int(seeds[i]) % 2**63,
                 stop_token_ids=self.extra_stop_ids or None,
                 ignore_eos=self.ignore_eos,
                 detokenize=False,
