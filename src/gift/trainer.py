@@ -364,7 +364,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 + "\n"
             )
         if is_main:
-            metrics = step_metrics(records, plan_stats, update)
+            metrics = step_metrics(records, plan_stats, update, per_task=len(sampler.tasks) > 1)
             generated = sum(sum(r["reply_lengths"]) for r in records)
             metrics.update(
                 {
