@@ -55,6 +55,65 @@ NOT_EQUIVALENT = [
 ]
 
 
+# Gold answers as MATH writes them: money with an escaped dollar, units, percentages, intervals and tuples.
+EQUIVALENT_BY_KIND = {
+    "money": [
+        ("\\$18.90", "\\$18.90"),  # an escaped-dollar gold answer matches itself
+        ("18.90", "\\$18.90"),
+        ("18.9", "\\$18.90"),
+        ("\\$18.90", "18.9"),
+        ("$18.90$", "\\$18.90"),
+        ("18.90\\$", "\\$18.90"),
+        ("\\$1,000", "1000"),
+        ("\\$0.50", "\\frac{1}{2}"),
+        ("\\boxed{\\$42}", "\\$42"),
+    ],
+    "units": [
+        ("5\\text{ cm}", "5"),
+        ("5 cm", "5\\text{ cm}"),
+        ("5\\text{ cm}^2", "5"),
+        ("45^\\circ", "45"),
+        ("45", "45^\\circ"),
+    ],
+    "percent": [("50\\%", "0.5"), ("50\\%", "50\\%"), ("12.5\\%", "\\frac{1}{8}")],
+    "interval": [
+        ("(-\\infty, 3]", "(-\\infty,3]"),
+        ("[2,\\infty)", "[2, \\infty)"),
+        ("(-1, 1)", "(-1,1)"),
+        ("(-\\infty,-2) \\cup (3,\\infty)", "(-\\infty,-2)\\cup(3,\\infty)"),
+    ],
+    "tuple": [("(1,2,3)", "(1, 2, 3)"), ("(3,-4)", "\\left(3,-4\\right)"), ("(\\frac{1}{2}, 2)", "(0.5,2)")],
+}
+
+NOT_EQUIVALENT_BY_KIND = {
+    "money": [("\\$18.91", "\\$18.90"), ("\\$19", "\\$18.90"), ("18", "\\$18.90"), ("", "\\$18.90")],
+    "units": [("6\\text{ cm}", "5"), ("50^\\circ", "45^\\circ")],
+    "percent": [("5\\%", "50\\%"), ("0.4", "50\\%")],
+    "interval": [("(-\\infty, 3)", "(-\\infty,3]"), ("(2,\\infty)", "[2,\\infty)"), ("[-1,1]", "(-1,1)")],
+    "tuple": [("(1,3,2)", "(1,2,3)"), ("(4,3)", "(3,4)"), ("(1,2)", "(1,2,3)")],
+}
+
+
+def _by_kind(table):
+    return [pytest.param(a, g, id=f"{kind}:{a}|{g}") for kind, pairs in table.items() for a, g in pairs]
+
+
+@pytest.mark.parametrize(("answer", "gold"), _by_kind(EQUIVALENT_BY_KIND))
+def test_money_units_percent_intervals_tuples_are_graded_right(answer, gold):
+    assert grade_math(answer, gold) is True
+
+
+@pytest.mark.parametrize(("answer", "gold"), _by_kind(NOT_EQUIVALENT_BY_KIND))
+def test_wrong_money_units_percent_intervals_tuples_are_graded_wrong(answer, gold):
+    assert grade_math(answer, gold) is False
+
+
+def test_escaped_dollar_is_money_not_a_math_delimiter():
+    assert [str(x) for x in parse_math("\\$18.90")][:1] == ["18.9000000000000"]
+    assert grade_math("\\$18.90", "\\$18.90", plain_number=True) is True
+    assert grade_math("\\$18.91", "\\$18.90", plain_number=True) is False
+
+
 @pytest.mark.parametrize(("answer", "gold"), EQUIVALENT)
 def test_equivalent_answers_are_graded_right(answer, gold):
     assert grade_math(answer, gold) is True

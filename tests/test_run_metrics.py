@@ -1,4 +1,4 @@
-"""Per-step metrics from trajectory records: overall, per task (mixed), per sub-game (nested), first/last windows."""
+"""Per-step metrics from trajectory records: overall, per game (one key scheme in every mode), per task, windows."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def record(
     truncated: bool = False,
     replies: tuple[int, ...] = (5,),
     final_info: dict | None = None,
+    terminal: float | None = None,
 ) -> dict:
+    if final_info is None:
+        final_info = {"game": task, "success": success, "terminal_reward": terminal, "turns_used": turns}
     return {
         "task": task,
         "total_reward": reward,
@@ -31,7 +34,7 @@ def record(
         "opponent_failed": opponent_failed,
         "context_truncated": truncated,
         "reply_lengths": list(replies),
-        "final_info": final_info if final_info is not None else {"game": task},
+        "final_info": final_info,
     }
 
 
@@ -71,11 +74,42 @@ def test_all_failed_gives_nan_not_zero():
     assert m["train/opponent_failures"] == 1.0
 
 
-def test_single_task_step_has_no_per_task_or_subgame_keys():
-    m = step_metrics([record(reward=1.0, success=True), record()], [{"groups_total": 1.0}], {})
+def test_single_task_step_reports_its_game_but_no_task_keys():
+    records = [record(reward=0.9, success=True, terminal=1.0), record(reward=-0.1, terminal=None, turns=2)]
+    m = step_metrics(records, [{"groups_total": 1.0}], {})
     assert not any(k.startswith(("task/", "sub/")) for k in m)
     assert m["train/trajectories"] == 2.0
     assert m["train/groups_total"] == 1.0
+    assert m["game/matrix-v0/success"] == pytest.approx(0.5)
+    assert m["game/matrix-v0/reward"] == pytest.approx(0.5)  # terminal reward; unfinished counts 0
+    assert m["game/matrix-v0/finished"] == pytest.approx(0.5)
+    assert m["game/matrix-v0/turns"] == pytest.approx(1.5)
+    assert {k for k in m if k.startswith("game/")} == {
+        f"game/matrix-v0/{x}" for x in ("reward", "success", "finished", "turns")
+    }
+
+
+def test_per_task_keys_can_be_asked_for_with_one_task_in_the_step():
+    m = step_metrics(
+        [record(task="matrix-v0", reward=1.0, success=True, terminal=1.0)], [{}], {}, per_task=True
+    )
+    assert m["task/matrix-v0/success"] == 1.0 and m["game/matrix-v0/success"] == 1.0
+    m = step_metrics([record(), record(task="math-v0")], [{}], {}, per_task=False)
+    assert not any(k.startswith("task/") for k in m)
+
+
+def test_a_game_has_the_same_keys_in_every_mode():
+    """Single, mixed, CST (one task per step) and nested steps give one game the same `game/…` keys."""
+    single = step_metrics([record(success=True, terminal=1.0)], [{}], {})
+    mixed = step_metrics([record(success=True, terminal=1.0), record(task="math-v0", terminal=0.0)], [{}], {})
+    cst = step_metrics([record(success=True, terminal=1.0)], [{}], {}, per_task=True)
+    nested_ = step_metrics([nested([("math-v0", 0.0, False), ("matrix-v0", 1.0, True)])], [{}], {})
+    keys = [
+        {k: v for k, v in m.items() if k.startswith("game/matrix-v0/")} for m in (single, mixed, cst, nested_)
+    ]
+    assert keys[0] == keys[1] == keys[2] == keys[3]
+    assert keys[0]["game/matrix-v0/success"] == 1.0
+    assert "game/math-v0/success" in mixed and "game/math-v0/success" in nested_
 
 
 def test_mixed_step_reports_each_task():
@@ -86,6 +120,8 @@ def test_mixed_step_reports_each_task():
         record(task="tictactoe-v0", reward=1.0, success=True, opponent_failed=True),
     ]
     m = step_metrics(records, [{}], {})
+    assert m["game/matrix-v0/success"] == pytest.approx(0.5)
+    assert m["game/tictactoe-v0/success"] == 0.0  # the opponent failure is left out
     assert m["task/matrix-v0/reward"] == pytest.approx(0.5)
     assert m["task/matrix-v0/success"] == pytest.approx(0.5)
     assert m["task/tictactoe-v0/reward"] == pytest.approx(0.5)
@@ -102,10 +138,11 @@ def test_nested_step_reports_each_subgame_from_final_info():
         nested([("matrix-v0", 1.0, True), ("tictactoe-v0", None, False)], opponent_failed=True),
     ]
     m = step_metrics(records, [{}], {})
-    assert m["sub/matrix-v0/reward"] == pytest.approx(0.5)
-    assert m["sub/matrix-v0/success"] == pytest.approx(0.5)
-    assert m["sub/tictactoe-v0/reward"] == pytest.approx(0.25)  # an unfinished sub-game counts 0
-    assert m["sub/tictactoe-v0/finished"] == pytest.approx(0.5)
+    assert m["game/matrix-v0/reward"] == pytest.approx(0.5)
+    assert m["game/matrix-v0/success"] == pytest.approx(0.5)
+    assert m["game/tictactoe-v0/reward"] == pytest.approx(0.25)  # an unfinished sub-game counts 0
+    assert m["game/tictactoe-v0/finished"] == pytest.approx(0.5)
+    assert not any(k.startswith(("sub/", "task/")) for k in m)
     assert m["train/reward"] == pytest.approx(0.375)
     assert m["train/opponent_failures"] == 1.0
 
@@ -139,7 +176,7 @@ def test_summary_rows_compare_first_and_last_windows():
 
 
 def test_summary_rows_short_runs_use_a_window_of_one():
-    rows = [{"step": 1, "sub/matrix-v0/reward": 0.2}, {"step": 2, "sub/matrix-v0/reward": 0.6}]
+    rows = [{"step": 1, "game/matrix-v0/reward": 0.2}, {"step": 2, "game/matrix-v0/reward": 0.6}]
     (row,) = summary_rows(rows)
     assert (row["first"], row["last"], row["window"]) == (0.2, 0.6, 1)
     assert summary_rows([]) == []

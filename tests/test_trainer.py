@@ -308,13 +308,13 @@ def test_nested_and_mixed_runs_write_per_game_metrics_samples_and_plots(
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
-        for game in games:
-            if mode == "nested":
-                assert f"sub/{game}/reward" in row and f"sub/{game}/success" in row
-                assert 0.0 <= row[f"sub/{game}/success"] <= 1.0
-            else:
+        for game in games:  # one key per game whatever the mode
+            assert f"game/{game}/reward" in row and f"game/{game}/finished" in row
+            assert 0.0 <= row[f"game/{game}/success"] <= 1.0
+            if mode == "mixed":
                 assert f"task/{game}/reward" in row and f"task/{game}/success" in row
-        assert not any(k.startswith("task/" if mode == "nested" else "sub/") for k in row)
+        assert not any(k.startswith("sub/") for k in row)
+        assert mode == "mixed" or not any(k.startswith("task/") for k in row)
         assert row["train/trajectories"] == (1 if mode == "nested" else len(games)) * 2
 
     samples = sorted((out / "samples").glob("*.jsonl"))
@@ -332,7 +332,7 @@ def test_nested_and_mixed_runs_write_per_game_metrics_samples_and_plots(
         assert data.startswith(b"\x89PNG") and len(data) > 1000, name
     summary = {r["metric"] for r in json.loads((out / "summary.json").read_text())}
     assert "train/reward" in summary
-    assert any(m.startswith("sub/" if mode == "nested" else "task/") for m in summary)
+    assert {f"game/{game}/success" for game in games} <= summary
     if preset == "I2" and mode == "nested":
         assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "config.yaml").is_file()

@@ -1,11 +1,13 @@
 """Tasks for training batches: which game (single, nested or several for "mixed" training) each group plays.
 
-The nested game itself lives in `gift.games.nested` (re-exported here). `TaskSampler` decides which task each
+The nested game itself lives in `gift.games.nested` (re-exported here). `TaskSampler` decides which game (single,
+nested, several for "mixed" training, or one per step for CST) each
 rollout group plays and with which seed, reproducibly and resumably.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +125,46 @@ def _options_for(game_id: str, game_options: Mapping[str, Mapping[str, Any]] | N
     return dict((game_options or {}).get(game_id, {}))
 
 
+SAMPLER_MODES = (*MODES, "cst")
+"""How a preset's games become tasks: one nested composite, mixed games in one batch, or CST (one game a step)."""
+
+CST_GROUPS: dict[str, int] = {"F+I1": 16, "F+I2": 8, "F+I3": 8, "I2": 8}
+"""Rollout groups per CST step, all of the step's one sub-task (16 rollouts each). From the authors' CST configs
+for arXiv 2601.05633 v2 (GIFT-LLM `config/_25_mn_batch.yaml` F+I1: 16 groups; `_26_mnt_batch.yaml` F+I2,
+`_27_all_batch.yaml` F+I3 and `_28_nt_batch.yaml` I2: 8 groups)."""
+
+
+def cst_phase(step: int, k_list: Sequence[int]) -> int:
+    """Index of the sub-task that Coordinated Subtask Training trains at (0-indexed) training step `step`.
+
+    Round robin weighted by `k_list`: sub-task 0 for k_list[0] steps, then sub-task 1 for k_list[1] steps, …,
+    then again from the start. This is the rule of the authors' CST environment (arXiv 2601.05633 v2; the phase
+    of 1-indexed step t is the first i with (t - 1) mod sum(k_list) < k_list[0] + … + k_list[i]). It depends on
+    the step alone, so a resumed run trains the same sub-task at every step as an uninterrupted one.
+    """
+    check_k_list(k_list)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ConfigError(f"step={step!r} must be an integer >= 0")
+    position = step % sum(k_list)
+    for index, bound in enumerate(itertools.accumulate(k_list)):
+        if position < bound:
+            return index
+    raise AssertionError("unreachable: position < sum(k_list)")
+
+
+def check_k_list(k_list: Sequence[int], num_tasks: int | None = None) -> None:
+    """One-line ConfigError unless `k_list` is a non-empty list of integers >= 1 (one per sub-task)."""
+    if isinstance(k_list, str | bytes) or not isinstance(k_list, Sequence) or not k_list:
+        raise ConfigError(f"task.k_list={k_list!r} must be a non-empty list of integers >= 1")
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in k_list):
+        raise ConfigError(f"task.k_list={list(k_list)!r} must hold integers >= 1 (steps per sub-task)")
+    if num_tasks is not None and len(k_list) != num_tasks:
+        raise ConfigError(
+            f"task.k_list={list(k_list)!r} has {len(k_list)} entries but there are {num_tasks} sub-tasks; "
+            "give one step count per sub-task, in their order"
+        )
+
+
 def preset_tasks(
     name: str,
     mode: str,
@@ -131,13 +173,17 @@ def preset_tasks(
     combinator: str = "mean",
     order: str = "fixed",
 ) -> list[tuple[Task, int]]:
-    """The (task, groups per step) list for a paper preset played "nested" (one composite) or "mixed" (OR).
+    """The (task, groups per step) list for a paper preset played "nested" (one composite), "mixed" (OR) or
+    "cst" (one game per step; `TaskSampler(k_list=...)` picks which).
 
     `game_options` maps a game id to its options (e.g. {"tictactoe-v0": {"opponent": "minimax"}}); `groups`
-    overrides the paper's group count per task.
+    overrides the paper's group count per task (CST: per step, see `CST_GROUPS`).
     """
     games = preset_games(name)
-    check_choice("mode", mode, MODES)
+    check_choice("mode", mode, SAMPLER_MODES)
+    if mode == "cst":
+        count = CST_GROUPS[name] if groups is None else groups
+        return [(Task(g, g, _options_for(g, game_options)), count) for g in games]
     count = PAPER_GROUPS[(name, mode)] if groups is None else groups
     if mode == "mixed":
         return [(Task(g, g, _options_for(g, game_options)), count) for g in games]
@@ -166,6 +212,9 @@ class TaskSampler:
     (a nested composite), {"id": ..., "name": ..., **options} or a `Task`. Groups are laid out task by task;
     at step s group g gets seed `base_seed + s * num_groups + g`, so seeds never repeat across groups or steps
     and all rollouts of a group share theirs. Only the step counter is state (`state_dict`).
+
+    With `k_list` (Coordinated Subtask Training, one step count per task) a step plays only the groups of the
+    task `cst_phase(step, k_list)`; seeds keep the same layout, so they still never repeat.
     """
 
     def __init__(
@@ -173,6 +222,7 @@ class TaskSampler:
         tasks: Mapping[Any, int] | Sequence[tuple[Any, int]],
         group_size: int = 16,
         base_seed: int = 10000,
+        k_list: Sequence[int] | None = None,
     ) -> None:
         pairs = list(tasks.items()) if isinstance(tasks, Mapping) else list(tasks)
         if not pairs:
@@ -187,22 +237,35 @@ class TaskSampler:
             raise ConfigError(f"group_size={group_size!r} must be an integer >= 1")
         if isinstance(base_seed, bool) or not isinstance(base_seed, int):
             raise ConfigError(f"base_seed={base_seed!r} must be an integer")
+        if k_list is not None:
+            check_k_list(k_list, len(self.tasks))
         self.group_size = group_size
         self.base_seed = base_seed
+        self.k_list: list[int] | None = None if k_list is None else [int(k) for k in k_list]
         self.step = 0
 
     @property
     def num_groups(self) -> int:
         return sum(count for _, count in self.tasks)
 
+    def phase_at(self, step: int) -> int | None:
+        """The index of the one task trained at `step` under CST; None when every task plays every step."""
+        return None if self.k_list is None else cst_phase(step, self.k_list)
+
     def batch_at(self, step: int) -> list[Group]:
         """The groups of training step `step` (pure: does not move the counter)."""
         start = self.base_seed + step * self.num_groups
+        phase = self.phase_at(step)
         groups: list[Group] = []
-        for task, count in self.tasks:
-            for _ in range(count):
-                index = len(groups)
-                groups.append(Group(task=task, seed=start + index, size=self.group_size, index=index))
+        offset = 0
+        for position, (task, count) in enumerate(self.tasks):
+            if phase is None or position == phase:
+                for k in range(count):
+                    index = len(groups)
+                    groups.append(
+                        Group(task=task, seed=start + offset + k, size=self.group_size, index=index)
+                    )
+            offset += count
         return groups
 
     def next_batch(self) -> list[Group]:
@@ -210,10 +273,22 @@ class TaskSampler:
         self.step += 1
         return groups
 
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step, "base_seed": self.base_seed, "num_groups": self.num_groups}
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "step": self.step,
+            "base_seed": self.base_seed,
+            "num_groups": self.num_groups,
+        }
+        if self.k_list is not None:
+            state["k_list"] = list(self.k_list)
+        return state
 
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("k_list") != self.k_list:
+            raise ConfigError(
+                f"sampler state has k_list={state.get('k_list')!r} but this run uses {self.k_list!r}; "
+                "resume with the same task.mode and task.k_list"
+            )
         for key in ("base_seed", "num_groups"):
             if key in state and state[key] != getattr(self, key):
                 raise ConfigError(

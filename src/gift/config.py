@@ -45,9 +45,10 @@ class ModelSettings(_Section):
 
 
 class TaskSettings(_Section):
-    mode: Literal["single", "nested", "mixed"] = "nested"
-    """single = one game; nested = the games in order within one trajectory (GIFT); mixed = separate
-    trajectories of each game in one batch (the paper's "OR" baseline). Default nested."""
+    mode: Literal["single", "nested", "mixed", "cst"] = "nested"
+    """single = one game; nested = the games in order within one trajectory (GIFT v1); mixed = separate
+    trajectories of each game in one batch (the paper's "OR" baseline); cst = Coordinated Subtask Training, each
+    step trains one game, cycling through them by `k_list` (GIFT v2, arXiv 2601.05633 v2). Default nested."""
     preset: Literal["F+I1", "F+I2", "F+I3", "I2"] | None = None
     """A paper setting; sets `games` (F+I1 math,matrix; F+I2 +tictactoe; F+I3 +spy; I2 matrix,tictactoe)."""
     games: list[str | dict[str, Any]] = []
@@ -59,9 +60,15 @@ class TaskSettings(_Section):
     order: Literal["fixed", "shuffled"] = "fixed"
     """Sub-game order in nested mode. Default fixed (paper; its order ablation shows little effect)."""
     groups: int = Field(8, ge=1)
-    """Groups per step (per game in mixed mode, unless `groups_per_game`). Default 8 (code: single-task 8)."""
+    """Groups per step (per game in mixed mode, unless `groups_per_game`). Default 8 (code: single-task 8); with
+    a preset, the paper's count unless set (CST: 16 for F+I1, else 8, from the authors' CST configs)."""
     groups_per_game: dict[str, int] = {}
-    """Mixed mode: groups of each game per step, overriding `groups`."""
+    """Mixed and CST modes: groups of each game per step, overriding `groups`."""
+    k_list: list[int] | None = None
+    """CST mode: consecutive steps each game is trained before the next, in the games' order (e.g. [2, 1]: two
+    math steps, one matrix step, repeat). Default None = one step each, [1, 1, …] (code: GIFT-LLM
+    `ragen/env/batch/config.py` and its README, "k_list: [1, 1, 1, 1] updates each sub-environment at every
+    step"). Only allowed with task.mode=cst."""
     group_size: int = Field(16, ge=1)
     """Rollouts per group; they share a seed. Default 16 (paper)."""
     base_seed: int = 10000
@@ -73,6 +80,10 @@ class TaskSettings(_Section):
             raise ValueError("set task.preset (one of F+I1, F+I2, F+I3, I2) or task.games")
         if self.mode == "single" and self.preset is None and len(self.games) != 1:
             raise ValueError(f"task.mode=single needs exactly one game, got {len(self.games)}")
+        if self.k_list is not None and self.mode != "cst":
+            raise ValueError(f"task.k_list={self.k_list} applies only to task.mode=cst (mode is {self.mode})")
+        if self.k_list is not None and (not self.k_list or min(self.k_list) < 1):
+            raise ValueError(f"task.k_list={self.k_list} must be a non-empty list of integers >= 1")
         return self
 
 

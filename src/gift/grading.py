@@ -4,7 +4,8 @@
 
 An answer block holds just the final answer, so both texts are parsed as one LaTeX formula (wrapped in `$…$`
 unless they already carry math delimiters or `\\boxed{}`), which keeps "3:4", "[1,2)" or "x = 5, y = 3" whole
-instead of extracting their last number; plain extraction is the fallback when that yields nothing.
+instead of extracting their last number; plain extraction is the fallback when that yields nothing. An escaped
+dollar (`\\$18.90`, money in MATH gold answers) is not a delimiter, so such answers are wrapped too.
 
 Threads: math-verify enforces its timeouts with `signal.alarm`, which only works in the main thread. We keep
 them there and switch them off elsewhere (rollout workers), so grading never raises in a thread. Because a
@@ -26,7 +27,9 @@ MAX_NESTING = 12
 MAIN_THREAD_TIMEOUT_S = 5
 """math-verify's own per-parse and per-comparison timeout, applied only in the main thread."""
 
-_DELIMITED = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
+_DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[|\\boxed|\\fbox")
+"""Math delimiters that make an answer parseable as is. An escaped dollar (`\\$18.90`, money) is text, not a
+delimiter: such answers are wrapped like any other, and math-verify's LaTeX normalisation drops the `\\$`."""
 _DISPLAY_MATH = re.compile(r"^\\\[(.*)\\\]$|^\\\((.*)\\\)$", re.DOTALL)
 _HEAVY_OPERATOR = re.compile(r"!|\\[dt]?binom|\\choose|\\prod|\\sum|\\Gamma|\\Pi")
 _INTEGER = re.compile(r"\d+")

@@ -1,4 +1,5 @@
-"""PNG plots of a run's metrics.jsonl: reward and success per game/sub-game, entropy, gradient norm."""
+"""PNG plots of a run's metrics.jsonl: reward and success overall and per game (`game/<id>/…`, the same keys in
+every mode), entropy, gradient norm."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def _keys(rows: list[dict], suffix: str) -> list[str]:
-    keys = sorted({k for row in rows for k in row if k.endswith(suffix)})
-    return keys
+    """`train/<suffix>` and every `game/<id>/<suffix>` (task-level figures repeat them and are left out)."""
+    keys = {k for row in rows for k in row if k.endswith(suffix) and k.startswith(("train/", "game/"))}
+    return sorted(keys, key=lambda k: (not k.startswith("train/"), k))
 
 
 def write_plots(run_dir: str | Path) -> list[Path]:

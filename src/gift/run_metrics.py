@@ -1,5 +1,16 @@
-"""Per-step training metrics from trajectory records (overall, per task in mixed runs, per sub-game in nested
-runs) and what a run leaves in its folder besides them: sample trajectories, summary.json, plots, the end table."""
+"""Per-step training metrics from trajectory records and what a run leaves in its folder besides them: sample
+trajectories, summary.json, plots, the end table.
+
+Metric keys are the same whatever the mode, so that runs of different modes overlay in TensorBoard and W&B:
+
+- `train/<metric>`: every trajectory of the step (reward, success, format_error_rate, turns, …).
+- `game/<game-id>/<metric>`: each game played in the step, from the episodes' final info — a single game, a
+  mixed or CST task, or a sub-game of a nested trajectory alike: `reward` (the game's terminal reward, 0 when it
+  did not finish), `success`, `finished` (it reached a terminal reward) and `turns`. A game repeated inside one
+  nested trajectory adds `#2`, `#3`, … to its id.
+- `task/<task-name>/<metric>`: the trajectory-level figures of each task (a mixed or CST game, or a nested
+  composite) when the run samples more than one task: what `train/` gives for all of them.
+"""
 
 from __future__ import annotations
 
@@ -49,22 +60,35 @@ def outcome_metrics(records: Sequence[Mapping[str, Any]], prefix: str) -> dict[s
     }
 
 
+def game_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """`game/<game-id>/{reward,success,finished,turns}` of every game in `records` (opponent failures excluded).
+
+    Read from each episode's final info, which a plain game and a nested composite describe alike
+    (`gift.compose.flatten_subgames`), so a game's figures do not depend on the training mode.
+    """
+    infos = [r["final_info"] for r in records if not r["opponent_failed"]]
+    return {f"game/{k}": v for k, v in summarize_subgames(infos).items()}
+
+
 def step_metrics(
     records: Sequence[Mapping[str, Any]],
     plan_stats: Sequence[Mapping[str, float]],
     update: Mapping[str, float],
+    per_task: bool | None = None,
 ) -> dict[str, float]:
-    """Everything logged for one step. `plan_stats` holds one filter summary per process."""
+    """Everything logged for one step. `plan_stats` holds one filter summary per process.
+
+    `per_task` adds `task/<name>/…` for each task of the step; by default when the step has more than one task
+    (the trainer sets it for every run that samples several tasks, so that a CST step has it too).
+    """
     metrics = outcome_metrics(records, "train")
     by_task: dict[str, list] = defaultdict(list)
     for r in records:
         by_task[r["task"]].append(r)
-    if len(by_task) > 1:
+    if per_task if per_task is not None else len(by_task) > 1:
         for task, recs in by_task.items():
             metrics.update(outcome_metrics(recs, f"task/{task}"))
-    infos = [r["final_info"] for r in records if not r["opponent_failed"]]
-    if any("subgames" in info for info in infos):
-        metrics.update({f"sub/{k}": v for k, v in summarize_subgames(infos).items()})
+    metrics.update(game_metrics(records))
     for key in ("groups_total", "groups_kept", "groups_zero_std", "dropped_opponent_failed"):
         metrics[f"train/{key}"] = float(sum(s.get(key, 0.0) for s in plan_stats))
     metrics["train/trajectories"] = float(len(records))

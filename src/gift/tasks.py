@@ -1,7 +1,9 @@
 """From a config's task section to what the sampler plays: (Task, groups per step) pairs.
 
-Handles the three modes (single, nested, mixed), the paper presets, per-game options, and self-play: the option
-value `opponent: self` is replaced by one shared frozen copy of the policy when the trainer builds its tasks.
+Handles the four modes (single, nested, mixed, cst), the paper presets, per-game options, and self-play: the
+option value `opponent: self` is replaced by one shared frozen copy of the policy when the trainer builds its
+tasks. CST ("Coordinated Subtask Training", arXiv 2601.05633 v2) has the tasks of mixed mode, of which the
+sampler plays one per step (`task_sampler`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gift.compose import Task, preset_tasks
+from gift.compose import Task, TaskSampler, check_k_list, preset_tasks
 from gift.config import Config
 from gift.errors import ConfigError
 from gift.games.registry import spec as game_spec
@@ -24,10 +26,12 @@ def task_pairs(cfg: Config) -> list[tuple[Task, int]]:
     t = cfg.task
     if t.preset is not None:
         if t.mode == "single":
-            raise ConfigError(f"task.mode=single cannot use task.preset={t.preset!r}; use nested or mixed")
+            raise ConfigError(
+                f"task.mode=single cannot use task.preset={t.preset!r}; use nested, mixed or cst"
+            )
         groups = None if "groups" not in t.model_fields_set else t.groups
         pairs = preset_tasks(t.preset, t.mode, t.game_options, groups, t.combinator, t.order)
-        if t.mode == "mixed" and t.groups_per_game:
+        if t.mode in ("mixed", "cst") and t.groups_per_game:
             pairs = [(task, t.groups_per_game.get(task.game, n)) for task, n in pairs]
         return pairs
     entries: list[tuple[str, dict[str, Any]]] = []
@@ -49,6 +53,28 @@ def task_pairs(cfg: Config) -> list[tuple[Task, int]]:
         }
         return [(Task("nested", "nested-v0", options), t.groups)]
     return [(Task(g, g, o), t.groups_per_game.get(g, t.groups)) for g, o in entries]
+
+
+def k_list(cfg: Config, pairs: Sequence[tuple[Task, int]]) -> list[int] | None:
+    """The CST step counts, one per task (default all 1s); None outside CST mode."""
+    if cfg.task.mode != "cst":
+        return None
+    counts = cfg.task.k_list if cfg.task.k_list is not None else [1] * len(pairs)
+    check_k_list(counts, len(pairs))
+    return list(counts)
+
+
+def task_sampler(cfg: Config, pairs: Sequence[tuple[Task, int]]) -> TaskSampler:
+    """The run's sampler: every task each step, or under CST one task per step weighted by `k_list`."""
+    return TaskSampler(
+        pairs, group_size=cfg.task.group_size, base_seed=cfg.task.base_seed, k_list=k_list(cfg, pairs)
+    )
+
+
+def min_groups_per_step(cfg: Config, pairs: Sequence[tuple[Task, int]]) -> int:
+    """The fewest rollout groups any step has: all of them, or under CST those of the smallest task."""
+    counts = [n for _, n in pairs]
+    return min(counts) if cfg.task.mode == "cst" else sum(counts)
 
 
 def uses_self_play(value: Any) -> bool:

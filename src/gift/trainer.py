@@ -42,7 +42,16 @@ from gift.sharded import (
     optimizer_state_to_save,
     save_engine_state,
 )
-from gift.tasks import GamePool, share_endpoints, substitute_self, task_pairs, uses_self_play, validate_tasks
+from gift.tasks import (
+    GamePool,
+    min_groups_per_step,
+    share_endpoints,
+    substitute_self,
+    task_pairs,
+    task_sampler,
+    uses_self_play,
+    validate_tasks,
+)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -185,7 +194,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             f"({accelerator.distributed_type.value}): they did not join one group (DeepSpeed without a GPU "
             "runs a single process); on CPU use configs/accelerate/ddp-cpu.yaml"
         )
-    groups_per_step = sum(n for _, n in pairs)
+    groups_per_step = min_groups_per_step(cfg, pairs)
     if groups_per_step < world:
         raise ConfigError(
             f"{groups_per_step} rollout group(s) per step cannot be shared by {world} processes; "
@@ -243,7 +252,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         pairs = [(Task(t.name, t.game, substitute_self(t.options, self_play)), n) for t, n in pairs]
     pairs = [(Task(t.name, t.game, share_endpoints(t.options)), n) for t, n in pairs]
     game_pool = GamePool()
-    sampler = TaskSampler(pairs, group_size=cfg.task.group_size, base_seed=cfg.task.base_seed)
+    sampler = task_sampler(cfg, pairs)
 
     start = 0
     if ckpt is not None:
@@ -366,7 +375,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 + "\n"
             )
         if is_main:
-            metrics = step_metrics(records, plan_stats, update)
+            metrics = step_metrics(records, plan_stats, update, per_task=len(sampler.tasks) > 1)
             generated = sum(sum(r["reply_lengths"]) for r in records)
             metrics.update(
                 {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,14 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gift.errors import ConfigError
+from gift.evaluation.stats import binomial_ci
 from gift.games import make
 from gift.games.matrix import (
     GAMES,
     NEGATABLE,
     MatrixGame,
+    best_constant_answer,
+    constant_answer_success,
     label_actions,
     payoff_matrices,
+    permute_actions,
+    permute_labels,
     pure_nash_equilibria,
+    random_answer_success,
     reference_equilibrium,
 )
 from gift.games.matrix_prompts import LAYOUTS, render_prompt
@@ -328,6 +336,7 @@ def test_any_episode_is_well_formed_and_graded_by_its_labels(seed, rule):
         ({"role": True}, "'random', 1, 2"),
         ({"role": "p1"}, "'random', 1, 2"),
         ({"negate": "yes"}, "True, False"),
+        ({"permute_actions": 1}, "permute_actions"),
         ({"offsets": []}, "integers"),
         ({"offsets": [0, "a"]}, "'a'"),
         ({"offsets": [0.5]}, "0.5"),
@@ -345,3 +354,105 @@ def test_bad_options_raise_one_line_config_error(options, needle):
 def test_registry_builds_the_game_with_options():
     env = make("matrix-v0", label_rule="pure", games=3)
     assert isinstance(env, MatrixGame) and env.games == (3,) and env.label_rule == "pure"
+
+
+# ---------------------------------------------------------------------------------------------- balanced variant
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from(["paper", "pure"]))
+def test_permuted_labels_are_the_permuted_original_labels(seed, rule):
+    env = MatrixGame(label_rule=rule, permute_actions=True)
+    obs, info = env.reset(seed)
+    a, b = payoff_matrices(info["matrix_game_index"], info["sign"], info["offset"])
+    rows, cols = [k - 1 for k in info["row_order"]], [k - 1 for k in info["col_order"]]
+    assert sorted(rows) == list(range(a.shape[0])) and sorted(cols) == list(range(a.shape[1]))
+    shown_a, shown_b = permute_actions(a, b, rows, cols)
+    assert np.array_equal(env.A, shown_a) and np.array_equal(env.B, shown_b)
+    for i, r in enumerate(rows):  # payoffs move with their actions
+        for j, c in enumerate(cols):
+            assert (env.A[i, j], env.B[i, j]) == (a[r, c], b[r, c])
+    own = rows if info["role"] == 1 else cols
+    original = label_actions(a, b, info["role"], rule)
+    assert set(info["labels"]) == {own.index(x - 1) + 1 for x in original}
+    if rule == "pure":  # pure equilibria do not depend on the order: recomputing on the shown game agrees
+        assert set(info["labels"]) == label_actions(shown_a, shown_b, info["role"], "pure")
+    _check_prompt(obs, shown_a, shown_b, info["role"])
+    label = min(info["labels"])
+    assert env.step(reply(str(label)))[1] == 1.0
+
+
+def test_permutation_is_fixed_by_the_seed_and_off_by_default():
+    on, off = MatrixGame(permute_actions=True), MatrixGame()
+    assert on.reset(11) == on.reset(11)
+    infos = [on.reset(seed)[1] for seed in range(200)]
+    orders = {tuple(i["row_order"]) for i in infos if i["num_actions"] == 3 and i["role"] == 1}
+    assert len(orders) == 6  # every order of three actions occurs
+    for seed in range(50):
+        _, info = off.reset(seed)
+        assert info["row_order"] == list(range(1, off.A.shape[0] + 1)) and info["permute_actions"] is False
+    # Without the option the episodes are exactly those of the paper's game (nothing extra is drawn).
+    assert [MatrixGame(permute_actions=False).reset(s) for s in range(20)] == [
+        make("matrix-v0").reset(s) for s in range(20)
+    ]
+
+
+def test_permute_labels_and_actions_reject_non_permutations():
+    assert permute_labels({1}, (2, 0, 1)) == {2}
+    with pytest.raises(ConfigError, match="row_order"):
+        permute_actions(np.zeros((2, 2)), np.zeros((2, 2)), (0, 0), (0, 1))
+
+
+def _simulated_constant_success(options, n):
+    env = MatrixGame(**options)
+    hits = Counter()
+    for seed in range(n):
+        _, info = env.reset(seed)
+        hits.update(str(k) for k in info["labels"])
+    return hits
+
+
+def test_paper_game_rewards_a_constant_two_but_the_balanced_game_does_not():
+    n = 3000
+    exact = constant_answer_success({})
+    assert exact["2"] == Fraction(19, 36) and exact["1"] == Fraction(1, 3)  # ≈ 0.53 and 0.33
+    hits = _simulated_constant_success({}, n)
+    two = binomial_ci(hits["2"], n)
+    assert two.low <= exact["2"] <= two.high
+    chance = random_answer_success({})
+    assert two.low > chance  # the label prior alone beats chance by far
+
+    balanced = {"permute_actions": True}
+    assert random_answer_success(balanced) == chance  # the shuffle keeps the game, only positions move
+    hits = _simulated_constant_success(balanced, n)
+    best = max(hits, key=hits.get)
+    ci = binomial_ci(hits[best], n)
+    assert ci.low <= chance <= ci.high, (best, hits[best] / n, float(chance))
+    assert best_constant_answer(balanced) == ("1", chance)
+    for k, rate in constant_answer_success(balanced).items():
+        est = binomial_ci(hits[k], n, level=0.99)
+        assert est.low <= rate <= est.high, k
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    games=st.lists(st.integers(0, 8), min_size=1, max_size=4, unique=True),
+    rule=st.sampled_from(["paper", "pure"]),
+    role=st.sampled_from(["random", 1, 2]),
+    negate=st.booleans(),
+)
+def test_balanced_best_constant_equals_a_random_legal_answer(games, rule, role, negate):
+    options = {"games": games, "label_rule": rule, "role": role, "negate": negate}
+    chance = random_answer_success(options)
+    plain = constant_answer_success(options)
+    assert sum(plain.values()) >= 1  # every episode has a label, so some constant finds it
+    balanced = constant_answer_success({**options, "permute_actions": True})
+    assert max(balanced.values()) == balanced["1"] == chance
+    assert all(0 <= rate <= 1 for rate in (*plain.values(), *balanced.values()))
+
+
+def test_constant_answer_success_matches_the_known_priors():
+    assert best_constant_answer({}) == ("2", Fraction(19, 36))
+    assert best_constant_answer({"label_rule": "pure"}) == ("2", Fraction(23, 36))  # ≈ 0.64
+    # One game, one role: exact 0/1 rates for the fixed label (Prisoner's Dilemma, not negated: 2).
+    assert constant_answer_success({"games": [0], "negate": False, "role": 1}) == {"1": 0, "2": 1}
+    with pytest.raises(ConfigError, match="permute_actions"):
+        constant_answer_success({"permute_actions": "yes"})

@@ -10,14 +10,23 @@ label set computed on the episode's actual matrices, under one of two rules:
 - "pure": any action of the reader that is part of some pure Nash equilibrium; games without one fall back to
   the "paper" label.
 
+Balanced variant (`permute_actions=True`, the project's addition; off by default, as in the paper): each
+episode also shuffles the order in which both players' actions are shown, payoffs moving with their actions. The
+labels are computed on the unshuffled game and carried through the shuffle, so the strategic answer is the same,
+only its position moves. Under the paper's rule one answer ("2") is the label in about half the episodes; with the
+shuffle every position holds the label equally often, and no constant answer beats a uniformly random legal one.
+
 The pure functions `payoff_matrices`, `pure_nash_equilibria`, `reference_equilibrium` and `label_actions` are
-public so that analyses (e.g. exploitability of a trained policy) reuse exactly the labels the game trains on.
+public so that analyses (e.g. exploitability of a trained policy) reuse exactly the labels the game trains on;
+`constant_answer_success`, `best_constant_answer` and `random_answer_success` give the exact success of the
+trivial policies for any game configuration, the baselines a trained policy must beat.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
@@ -124,6 +133,27 @@ def label_actions(A: np.ndarray, B: np.ndarray, role: int, rule: str = "paper") 
     return _label_actions(_key(A), _key(B), int(role), rule)
 
 
+def permute_actions(
+    A: np.ndarray, B: np.ndarray, row_order: Sequence[int], col_order: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) with P1's actions shown in `row_order` and P2's in `col_order` (0-indexed original actions).
+
+    Displayed row i is original row `row_order[i]`, so payoffs move with their actions.
+    """
+    a, b = np.asarray(A), np.asarray(B)
+    for name, order, size in (("row_order", row_order, a.shape[0]), ("col_order", col_order, a.shape[1])):
+        if sorted(int(k) for k in order) != list(range(size)):
+            raise ConfigError(f"{name}={list(order)!r} is not a permutation of 0..{size - 1}")
+    index = np.ix_(list(row_order), list(col_order))
+    return a[index], b[index]
+
+
+def permute_labels(labels: Iterable[int], order: Sequence[int]) -> frozenset[int]:
+    """Where the 1-indexed original actions `labels` are shown when actions are displayed in `order`."""
+    position = {int(original): shown for shown, original in enumerate(order)}
+    return frozenset(position[a - 1] + 1 for a in labels)
+
+
 def _key(M: np.ndarray | Sequence[Sequence[float]]) -> tuple[tuple[float, ...], ...]:
     """A hashable copy of a matrix, for the caches."""
     arr = np.asarray(M, dtype=float)
@@ -209,6 +239,7 @@ class MatrixGame(TextGame):
         negate: bool = True,
         offsets: Iterable[int] | int = DEFAULT_OFFSETS,
         role: str | int = "random",
+        permute_actions: bool = False,
         max_turns: int | None = None,
         parser: str = "strict",
     ) -> None:
@@ -216,6 +247,10 @@ class MatrixGame(TextGame):
         check_choice("matrix-v0: label_rule", label_rule, LABEL_RULES)
         if not isinstance(negate, bool):
             raise ConfigError(f"matrix-v0: negate={negate!r} is not allowed; choose one of: True, False")
+        if not isinstance(permute_actions, bool):
+            raise ConfigError(
+                f"matrix-v0: permute_actions={permute_actions!r} is not allowed; choose one of: True, False"
+            )
         if isinstance(role, bool):
             raise ConfigError(f"matrix-v0: role={role!r} is not allowed; choose one of: 'random', 1, 2")
         check_choice("matrix-v0: role", role, ROLES)
@@ -224,12 +259,15 @@ class MatrixGame(TextGame):
         self.negate = negate
         self.offsets = _parse_offsets(offsets)
         self.role_option = role
+        self.permute = permute_actions
         # Episode state, set by _reset.
         self.game_index = -1
         self.sign = 1
         self.offset = 0
         self.role = 1
         self.layout = -1
+        self.row_order: tuple[int, ...] = ()
+        self.col_order: tuple[int, ...] = ()
         self.A = np.zeros((0, 0), dtype=np.int64)
         self.B = np.zeros((0, 0), dtype=np.int64)
         self.labels: frozenset[int] = frozenset()
@@ -250,8 +288,14 @@ class MatrixGame(TextGame):
         self.offset = rng.choice(self.offsets)
         self.role = rng.choice((1, 2)) if self.role_option == "random" else int(self.role_option)
         self.layout = rng.randrange(len(LAYOUTS))
-        self.A, self.B = payoff_matrices(self.game_index, self.sign, self.offset)
-        self.labels = label_actions(self.A, self.B, self.role, self.label_rule)
+        a, b = payoff_matrices(self.game_index, self.sign, self.offset)
+        rows, cols = a.shape
+        # Drawn only when on, so that episodes without the option stay exactly as they were.
+        self.row_order = tuple(rng.sample(range(rows), rows)) if self.permute else tuple(range(rows))
+        self.col_order = tuple(rng.sample(range(cols), cols)) if self.permute else tuple(range(cols))
+        own_order = self.row_order if self.role == 1 else self.col_order
+        self.labels = permute_labels(label_actions(a, b, self.role, self.label_rule), own_order)
+        self.A, self.B = permute_actions(a, b, self.row_order, self.col_order)
         self.prompt = render_prompt(self.layout, _as_rows(self.A), _as_rows(self.B), self.role, rng)
         self.answer = None
         self.chosen_action = None
@@ -295,7 +339,82 @@ class MatrixGame(TextGame):
             "layout": self.layout,
             "layout_name": LAYOUT_NAMES[self.layout] if self.layout >= 0 else None,
             "label_rule": self.label_rule,
+            "permute_actions": self.permute,
+            "row_order": [k + 1 for k in self.row_order],  # the original P1 action shown at each row
+            "col_order": [k + 1 for k in self.col_order],
             "labels": sorted(self.labels),
             "answer": self.answer,
             "chosen_action": self.chosen_action,
         }
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+class EpisodeKind(NamedTuple):
+    """One (game, sign, offset, role) draw of a configuration: its probability, labels and action count."""
+
+    probability: Fraction
+    labels: frozenset[int]
+    num_actions: int
+
+
+def episode_kinds(options: Mapping[str, Any] | None = None) -> Iterator[EpisodeKind]:
+    """Every distinct draw of `MatrixGame(**options)` that matters for grading, with its exact probability.
+
+    The layout never changes the labels and the action shuffle is accounted for by the callers, so the
+    episode distribution reduces to game × sign × offset × role, each drawn uniformly as in `_reset`.
+    """
+    game = MatrixGame(**dict(options or {}))
+    roles = (1, 2) if game.role_option == "random" else (int(game.role_option),)
+    for index in game.games:
+        signs = (1, -1) if game.negate and index in NEGATABLE else (1,)
+        for sign in signs:
+            for offset in game.offsets:
+                a, b = payoff_matrices(index, sign, offset)
+                for role in roles:
+                    p = Fraction(1, len(game.games) * len(signs) * len(game.offsets) * len(roles))
+                    labels = label_actions(a, b, role, game.label_rule)
+                    yield EpisodeKind(p, labels, int(a.shape[role - 1]))
+
+
+def constant_answer_success(options: Mapping[str, Any] | None = None) -> dict[str, Fraction]:
+    """Exact success rate of always answering k, for every k from "1" to the largest action count.
+
+    `options` are `matrix-v0`'s game options as in a config (`label_rule`, `games`, `negate`, `offsets`, `role`,
+    `permute_actions`; others are accepted and ignored). The rate is the probability, over the episode
+    distribution of those options, that k is a labelled action (an answer above the reader's action count is
+    illegal and fails). No sampling: it is exact, as a Fraction (`float()` it for display). With
+    `permute_actions`, position k holds each original action equally often, so its rate is E[|labels| / N] over
+    the episodes with N ≥ k. Example (defaults, paper rule): "2" ≈ 0.52, "1" ≈ 0.34.
+    """
+    options = dict(options or {})
+    permute = bool(options.get("permute_actions", False))
+    kinds = list(episode_kinds(options))
+    largest = max(kind.num_actions for kind in kinds)
+    rates: dict[str, Fraction] = {}
+    for k in range(1, largest + 1):
+        rates[str(k)] = sum((kind.probability * _hit(kind, k, permute) for kind in kinds), start=Fraction(0))
+    return rates
+
+
+def best_constant_answer(options: Mapping[str, Any] | None = None) -> tuple[str, Fraction]:
+    """The constant answer with the highest exact success rate (the lowest number on ties) and that rate."""
+    rates = constant_answer_success(options)
+    best = max(rates, key=lambda k: (rates[k], -int(k)))
+    return best, rates[best]
+
+
+def random_answer_success(options: Mapping[str, Any] | None = None) -> Fraction:
+    """Exact success rate of a uniformly random legal answer: E[|labels| / N] (the shuffle does not change it)."""
+    return sum(
+        (kind.probability * Fraction(len(kind.labels), kind.num_actions) for kind in episode_kinds(options)),
+        start=Fraction(0),
+    )
+
+
+def _hit(kind: EpisodeKind, k: int, permute: bool) -> Fraction:
+    """P(answer k is labelled | this draw): certain without the shuffle, |labels| / N with it."""
+    if k > kind.num_actions:
+        return Fraction(0)
+    if permute:
+        return Fraction(len(kind.labels), kind.num_actions)
+    return Fraction(int(k in kind.labels))
