@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gift.answers import answer_diversity
 from gift.compose import summarize_subgames
 
 UPDATE_KEYS = {
@@ -65,6 +66,7 @@ def step_metrics(
     infos = [r["final_info"] for r in records if not r["opponent_failed"]]
     if any("subgames" in info for info in infos):
         metrics.update({f"sub/{k}": v for k, v in summarize_subgames(infos).items()})
+    metrics.update(answer_diversity(records))
     for key in ("groups_total", "groups_kept", "groups_zero_std", "dropped_opponent_failed"):
         metrics[f"train/{key}"] = float(sum(s.get(key, 0.0) for s in plan_stats))
     metrics["train/trajectories"] = float(len(records))
