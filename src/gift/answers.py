@@ -20,8 +20,9 @@ from typing import Any
 
 from gift.games.protocol import parse_lenient, parse_strict
 
-METRICS = ("answer_entropy", "top_answer_share", "answer_count", "top_answer")
-"""Logged as game/<game-id>/<metric>; top_answer is text (metrics.jsonl only)."""
+METRICS = ("answer_entropy", "top_answer_share", "answer_count", "top_answer", "episodes")
+"""Logged as game/<game-id>/<metric>; top_answer is text (metrics.jsonl only); episodes counts the game's
+episodes whose opponent did not fail (the n behind its success rate)."""
 _MAX_SHOWN = 60
 """Longest answer text kept for top_answer."""
 
@@ -91,6 +92,14 @@ def episode_answers(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def episode_games(record: Mapping[str, Any]) -> list[str]:
+    """The game ids a trajectory played: its sub-games, or the game itself."""
+    info = record.get("final_info") or {}
+    if "subgames" in info:
+        return [str(sub.get("game")) for sub in info["subgames"]]
+    return [str(info.get("game") or record.get("game"))]
+
+
 def entropy(counts: Iterable[int]) -> float:
     """Shannon entropy (nats, like train/entropy) of a distribution given by counts; 0 for one answer."""
     values = [c for c in counts if c > 0]
@@ -103,10 +112,13 @@ def entropy(counts: Iterable[int]) -> float:
 def answer_diversity(records: Iterable[Mapping[str, Any]]) -> dict[str, float | str]:
     """game/<id>/answer_entropy, top_answer_share, answer_count and top_answer over one step's trajectories."""
     by_game: dict[str, Counter[str]] = defaultdict(Counter)
+    episodes: Counter[str] = Counter()
     for record in records:
+        if not record.get("opponent_failed"):
+            episodes.update(episode_games(record))
         for game, answer in episode_answers(record):
             by_game[game][answer] += 1
-    metrics: dict[str, float | str] = {}
+    metrics: dict[str, float | str] = {f"game/{g}/episodes": float(n) for g, n in sorted(episodes.items())}
     for game, counts in sorted(by_game.items()):
         total = sum(counts.values())
         top, top_count = counts.most_common(1)[0]

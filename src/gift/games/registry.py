@@ -29,16 +29,31 @@ class GameSpec:
 _SPECS: dict[str, GameSpec] = {
     spec.id: spec
     for spec in (
-        GameSpec("matrix-v0", "gift.games.matrix:MatrixGame",
-                 "Single-turn matrix game: pick your Nash-equilibrium action from a payoff table."),
-        GameSpec("tictactoe-v0", "gift.games.tictactoe:TicTacToe",
-                 "Tic-tac-toe on a 3x3 board against a scripted, LLM or self-play opponent (5 moves)."),
-        GameSpec("spy-v0", "gift.games.spy:WhosTheSpy",
-                 "Who's the Spy: 4 players, one holds a different word; describe twice, then vote."),
-        GameSpec("math-v0", "gift.games.math:MathProblem",
-                 "A verifiable math problem (built-in generator or MATH-style file), graded by math-verify."),
-        GameSpec("nested-v0", "gift.compose:NestedGame",
-                 "Several games played in order in one trajectory, rewarded jointly (GIFT nested training)."),
+        GameSpec(
+            "matrix-v0",
+            "gift.games.matrix:MatrixGame",
+            "Single-turn matrix game: pick your Nash-equilibrium action from a payoff table.",
+        ),
+        GameSpec(
+            "tictactoe-v0",
+            "gift.games.tictactoe:TicTacToe",
+            "Tic-tac-toe on a 3x3 board against a scripted, LLM or self-play opponent (5 moves).",
+        ),
+        GameSpec(
+            "spy-v0",
+            "gift.games.spy:WhosTheSpy",
+            "Who's the Spy: 4 players, one holds a different word; describe twice, then vote.",
+        ),
+        GameSpec(
+            "math-v0",
+            "gift.games.math:MathProblem",
+            "A verifiable math problem (built-in generator or MATH-style file), graded by math-verify.",
+        ),
+        GameSpec(
+            "nested-v0",
+            "gift.compose:NestedGame",
+            "Several games played in order in one trajectory, rewarded jointly (GIFT nested training).",
+        ),
     )
 }
 
