@@ -7,12 +7,12 @@ import json
 import yaml
 
 from gift.config import config_to_dict, default_config_path, load_config
+from gift.evaluation.baselines import simulable
 from gift.run_checks import (
     game_options,
     run_baselines,
     run_games,
     run_warnings,
-    simulable,
     window_success,
 )
 from gift.run_metrics import finish_run

@@ -22,7 +22,6 @@ BASELINE_EPISODES = 300
 BASELINE_POLICIES = ("random", "constant")
 SUCCESS_PREFIXES = ("game", "sub", "task")
 """Where a game's success may be logged: game/<id>/success (and the older sub/…, task/… names)."""
-_UNSIMULABLE_OPPONENTS = ("self", "openai", "model")
 
 
 # ---------------------------------------------------------------------------------------------- the run's games
@@ -45,21 +44,9 @@ def game_options(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def simulable(options: Any) -> bool:
-    """Whether a baseline can be played with these options (no self-play, endpoint or checkpoint opponent)."""
-    if isinstance(options, Mapping):
-        kind = options.get("kind")
-        if kind in _UNSIMULABLE_OPPONENTS:
-            return False
-        return all(simulable(v) and not (k == "opponent" and v == "self") for k, v in options.items())
-    if isinstance(options, list | tuple):
-        return all(simulable(v) for v in options)
-    return isinstance(options, str | int | float | bool) or options is None
-
-
 def compute_baselines(options_by_game: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Random and best-constant rows (as dicts) of every game whose opponents can be simulated."""
-    from gift.evaluation.baselines import baseline_rows
+    from gift.evaluation.baselines import baseline_rows, simulable
 
     out = {}
     for game, options in options_by_game.items():

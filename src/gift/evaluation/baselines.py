@@ -40,6 +40,7 @@ MATH_CANDIDATES = 3
 """Most common gold answers (on calibration seeds) tried as the constant math answer."""
 _CALIBRATION_OFFSET = 1_000_003
 """Calibration seeds start this far from the evaluation seeds, so the chosen constant is not fitted to them."""
+_UNSIMULABLE_OPPONENTS = ("self", "openai", "model")
 _MATRIX_EXACT_OPTIONS = frozenset({"label_rule", "games", "negate", "offsets", "role", "parser", "max_turns"})
 
 Policy = Callable[[str, Mapping[str, Any], "list[str] | None", random.Random], str]
@@ -302,3 +303,38 @@ def baseline_rows(
             name, player = _PERFECT[game_id]
             rows.append(_simulated(game_id, options, name, player, seeds))
     return rows
+
+
+# ---------------------------------------------------------------------------------------------- for gift eval
+BASELINE_NOTE = (
+    "Baseline rows: trivial policies played through the same games, opponents and episode seeds as the models "
+    "(Matrix exactly, over its finite episode distribution). Random legal move: uniform over the legal actions "
+    "(Spy: a fixed generic description, then a random vote). Best constant answer: the single answer (in "
+    "quotes) that scores best when given every turn. Perfect player: the Matrix label, TicTacToe minimax, the "
+    "gold math answer; Spy has none, so its cell is an oracle that votes for the spy."
+)
+
+
+def simulable(options: Any) -> bool:
+    """Whether baselines can be played with these options (no self-play, endpoint or checkpoint opponent)."""
+    if isinstance(options, Mapping):
+        if options.get("kind") in _UNSIMULABLE_OPPONENTS:
+            return False
+        return all(simulable(v) and not (k == "opponent" and v == "self") for k, v in options.items())
+    if isinstance(options, list | tuple):
+        return all(simulable(v) for v in options)
+    return isinstance(options, str | int | float | bool) or options is None
+
+
+def eval_baselines(jobs: Iterable[Any], episodes: int | None = None) -> dict[str, list[BaselineRow]]:
+    """Suite → baseline rows for evaluation game jobs (`suite`, `game_id`, `options`, `episodes` attributes).
+
+    Each game is played on the evaluation's own episode seeds 1..N (`episodes` overrides N); jobs whose
+    opponent is a model or an endpoint are skipped, since a baseline cannot be played against them offline.
+    """
+    out: dict[str, list[BaselineRow]] = {}
+    for job in jobs:
+        if getattr(job, "policy_opponent", None) is not None or not simulable(job.options):
+            continue
+        out[job.suite] = baseline_rows(job.game_id, job.options, episodes or job.episodes, seed=1)
+    return out
