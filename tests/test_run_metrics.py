@@ -180,3 +180,11 @@ def test_summary_rows_short_runs_use_a_window_of_one():
     (row,) = summary_rows(rows)
     assert (row["first"], row["last"], row["window"]) == (0.2, 0.6, 1)
     assert summary_rows([]) == []
+
+
+def test_step_metrics_carry_answer_diversity_per_game():
+    infos = [{"game": "matrix-v0", "answer": a} for a in ("2", "2", "2", "1")]
+    m = step_metrics([record(final_info=i) for i in infos], [{}], {})
+    assert m["game/matrix-v0/top_answer_share"] == pytest.approx(0.75)
+    assert m["game/matrix-v0/answer_count"] == 4.0
+    assert m["game/matrix-v0/top_answer"] == "2"

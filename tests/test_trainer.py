@@ -187,7 +187,7 @@ def test_success_rate_rises_on_an_easy_game(tiny_model_dir, tmp_path):
     success = [r["train/success"] for r in read_metrics(out / "metrics.jsonl")]
     first, last = sum(success[:3]) / 3, sum(success[-3:]) / 3
     assert last >= first + 0.3, f"success per step: {success}"
-    rows = {r["metric"]: r for r in json.loads((out / "summary.json").read_text())}
+    rows = {r["metric"]: r for r in json.loads((out / "summary.json").read_text())["metrics"]}
     assert rows["train/success"]["last"] > rows["train/success"]["first"]
 
 
@@ -330,7 +330,7 @@ def test_nested_and_mixed_runs_write_per_game_metrics_samples_and_plots(
     for name in ("reward.png", "success.png", "entropy.png", "grad_norm.png"):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000, name
-    summary = {r["metric"] for r in json.loads((out / "summary.json").read_text())}
+    summary = {r["metric"] for r in json.loads((out / "summary.json").read_text())["metrics"]}
     assert "train/reward" in summary
     assert {f"game/{game}/success" for game in games} <= summary
     if preset == "I2" and mode == "nested":

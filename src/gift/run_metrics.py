@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gift.answers import answer_diversity
 from gift.compose import summarize_subgames
 
 UPDATE_KEYS = {
@@ -89,6 +90,7 @@ def step_metrics(
         for task, recs in by_task.items():
             metrics.update(outcome_metrics(recs, f"task/{task}"))
     metrics.update(game_metrics(records))
+    metrics.update(answer_diversity(records))
     for key in ("groups_total", "groups_kept", "groups_zero_std", "dropped_opponent_failed"):
         metrics[f"train/{key}"] = float(sum(s.get(key, 0.0) for s in plan_stats))
     metrics["train/trajectories"] = float(len(records))
@@ -162,19 +164,34 @@ def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> N
 
 
 def finish_run(run_dir: Path, plots: bool) -> None:
-    """Plots and the summary table (first vs last steps per game / sub-game)."""
+    """Plots, summary.json (first vs last steps, warnings, baselines) and the end table with its warnings."""
     from gift.metrics import read_metrics
 
-    rows = summary_rows(read_metrics(run_dir / "metrics.jsonl"))
-    (run_dir / "summary.json").write_text(json.dumps(rows, indent=2))
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    rows = summary_rows(metrics)
+    warnings, baselines = run_end_checks(run_dir, metrics)
+    summary = {"metrics": rows, "warnings": warnings, "baselines": baselines}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if plots:
         from gift.plots import write_plots
 
         write_plots(run_dir)
-    print_summary(rows, run_dir)
+    print_summary(rows, run_dir, warnings)
 
 
-def print_summary(rows: list[dict], run_dir: Path) -> None:
+def run_end_checks(run_dir: Path, metrics: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """Collapse and best-constant warnings with the baselines behind them; a failure to compute the baselines
+    becomes a warning rather than losing the end of a finished run."""
+    from gift.run_checks import run_baselines, run_games, run_warnings
+
+    try:
+        baselines = run_baselines(run_dir)
+    except Exception as err:  # noqa: BLE001 - the run is over; report, do not crash
+        return [f"trivial baselines could not be computed: {err}"], {}
+    return run_warnings(metrics, baselines, run_games(metrics, baselines)), baselines
+
+
+def print_summary(rows: list[dict], run_dir: Path, warnings: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -187,4 +204,6 @@ def print_summary(rows: list[dict], run_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    for text in warnings:
+        console.print(f"[bold yellow]warning:[/] {text}", highlight=False)
     console.print(f"run folder: {run_dir}")

@@ -29,6 +29,7 @@ from gift.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoi
 from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
+from gift.plots import refresh_plots
 from gift.run_metrics import driver_metrics, finish_run, save_samples, step_metrics
 from gift.sharded import (
     GenerationCopy,
@@ -390,6 +391,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
             logger.log(step + 1, metrics)
             if (step + 1) % cfg.train.sample_every == 0 or step == start:
                 save_samples(run_dir, step + 1, records, cfg.train.samples_per_save)
+            refresh_plots(run_dir, step + 1, cfg.train.sample_every, cfg.train.plots)  # live plots
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(

@@ -78,7 +78,19 @@ def test_full_table_over_games_and_benchmarks_with_a_judge(tiny_model_dir, tmp_p
     table = (out / "table.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| Model"))
     assert [h.strip() for h in header.strip("|").split("|")] == ["Model", *COLUMNS, "Avg"]
-    assert len(re.findall(r"\d+\.\d \[\d+\.\d, \d+\.\d\] \(n=\d+\)", table)) == len(COLUMNS) + 1
+    model_line = next(line for line in table.splitlines() if line.startswith(f"| {tiny_model_dir} "))
+    assert len(re.findall(r"\d+\.\d \[\d+\.\d, \d+\.\d\] \(n=\d+\)", model_line)) == len(COLUMNS) + 1
+    # Trivial baselines under the model: Matrix exact, the others played on the same seeds and opponents.
+    constant = next(
+        line for line in table.splitlines() if line.startswith("| baseline: best constant answer")
+    )
+    assert "52.8 (exact) ('2')" in constant
+    random_row = next(line for line in table.splitlines() if line.startswith("| baseline: random legal move"))
+    assert "0.0 [0.0, " in random_row.split("|")[COLUMNS.index("TicTacToe") + 2]  # random never beats perfect
+    baselines = json.loads((out / "results.json").read_text())["baselines"]
+    assert set(baselines) == {"matrix-v0", "tictactoe-v0", "spy-v0"}  # MATH500 is a benchmark, not a game
+    assert {b["n"] for b in baselines["spy-v0"]} == {2}
+    assert (out / "baselines.csv").read_text().startswith("suite,policy,answer,method,value")
     assert table in capsys.readouterr().out
 
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
@@ -287,3 +299,13 @@ def test_argument_errors_are_one_line_and_exit_2(args, message, tiny_model_dir, 
 def test_help_exits_0(capsys) -> None:
     assert cli_main(["--help"]) == 0
     assert "--judge-endpoint" in capsys.readouterr().out
+
+
+def test_no_baselines_leaves_the_trivial_rows_out(tiny_model_dir, tmp_path) -> None:
+    out = tmp_path / "plain"
+    args = ["--model", tiny_model_dir, "--suite", "matrix", "--episodes", "2", "--max-new-tokens", "4",
+            "--no-baselines", "--out", str(out)]  # fmt: skip
+    assert cli_main(args, model_loader=scripted_loader()) == 0
+    assert "baseline:" not in (out / "table.md").read_text()
+    assert not (out / "baselines.csv").exists()
+    assert "baselines" not in json.loads((out / "results.json").read_text())

@@ -106,3 +106,24 @@ def test_write_report_files_and_strict_json(tmp_path) -> None:
     assert data["rows"][1]["cells"]["MMLU"] is None and data["rows"][1]["Avg"] is None
     assert data["rows"][0]["cells"]["MATH"]["n"] == 10
     assert data["extra"]["nan"] is None and data["notes"] == ["a note"]
+
+
+def test_baseline_rows_sit_under_the_models_in_markdown_but_not_in_the_csv(tmp_path):
+    from gift.evaluation.baselines import BaselineRow
+
+    exact = BaselineRow("matrix-v0", "constant", Estimate(0.528, 0.528, 0.528, 96), "exact", "2")
+    simulated = BaselineRow("spy-v0", "oracle", binomial_ci(26, 100), "simulated")
+    rand = BaselineRow("spy-v0", "random", binomial_ci(15, 100), "simulated")
+    model = TableRow("m", {"Matrix": summarise(records([True, False], suite="matrix-v0"), "matrix-v0", [1])})
+    paths = write_report(tmp_path, [model], [], baselines={"matrix-v0": [exact], "spy-v0": [rand, simulated]})
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    body = [line for line in lines if line.startswith("| ") and not line.startswith("| Model")]
+    assert [line.split("|")[1].strip() for line in body] == [
+        "m", "baseline: best constant answer", "baseline: random legal move", "baseline: perfect player"]  # fmt: skip
+    assert "52.8 (exact) ('2')" in body[1]
+    assert "26.0 [" in body[3] and "(oracle)" in body[3]
+    assert [r["model"] for r in csv.DictReader(io.StringIO(paths["csv"].read_text()))] == ["m"]
+    saved = list(csv.DictReader(io.StringIO(paths["baselines"].read_text())))
+    assert [(r["suite"], r["policy"], r["value"]) for r in saved] == [
+        ("matrix-v0", "constant", "52.8"), ("spy-v0", "random", "15.0"), ("spy-v0", "oracle", "26.0")]  # fmt: skip
+    assert json.loads(paths["json"].read_text())["baselines"]["matrix-v0"][0]["method"] == "exact"

@@ -285,7 +285,7 @@ def test_reply_prefix_is_environment_text_that_the_game_sees(tiny_model):
     assert seen == [f"{prefix} guess </think> <answer> {4 + t} </answer>" for t in (1, 2)]
     for turn, (start, end) in enumerate(traj.reply_spans):
         # Each generation prompt ends with the prefix, and the prefix tokens are not trained on.
-        assert backend.calls[turn][0][-len(prefix_ids):] == prefix_ids
+        assert backend.calls[turn][0][-len(prefix_ids) :] == prefix_ids
         assert traj.input_ids[start - len(prefix_ids) : start] == prefix_ids
         assert traj.loss_mask[start - len(prefix_ids) : start] == [0] * len(prefix_ids)
         assert traj.loss_mask[start:end] == [1] * (end - start)

@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of bots (default random,epsilon,perfect)",
     )
     a("--rating-seeds", type=int, default=10, help="seeds per pair of players (each played in both seats)")
+    a(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="leave out the trivial policies' rows (random legal move, best constant answer, perfect player)",
+    )
+    a(
+        "--baseline-episodes",
+        type=int,
+        default=None,
+        help="episodes per game for the simulated baselines (default: the game's own --episodes)",
+    )
     a("--harness", default=None, help="lm-eval: also run lm_eval.simple_evaluate on --tasks")
     a("--tasks", action="append", default=[], help="comma list of lm-eval tasks")
     return p
@@ -206,6 +218,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         rating_seeds=args.rating_seeds,
         harness=args.harness,
         tasks=_commas(args.tasks),
+        baselines=args.baselines,
+        baseline_episodes=args.baseline_episodes,
     )
 
 

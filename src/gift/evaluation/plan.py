@@ -70,6 +70,10 @@ class EvalConfig:
     rating_seeds: int = 10
     harness: str | None = None
     tasks: list[str] = field(default_factory=list)
+    baselines: bool = True
+    """Add the trivial policies' rows (random, best constant, perfect) to the table."""
+    baseline_episodes: int | None = None
+    """Episodes per game for the simulated baselines (None: the game's own episode count and seeds)."""
 
 
 @dataclass
@@ -144,6 +148,8 @@ def _check_numbers(cfg: EvalConfig) -> None:
         _positive_int(name, value)
     if cfg.limit is not None:
         _positive_int("--limit", cfg.limit)
+    if cfg.baseline_episodes is not None:
+        _positive_int("--baseline-episodes", cfg.baseline_episodes)
     if cfg.opponent_tries is not None:
         _positive_int("--opponent-tries", cfg.opponent_tries)
     if cfg.backend not in BACKENDS:

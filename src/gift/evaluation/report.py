@@ -52,9 +52,15 @@ class Cell:
     spread: SeedSpread | None = None
     """Per-seed scores' spread, with two or more seeds."""
     per_seed: list[float] = field(default_factory=list)
+    exact: bool = False
+    """Computed, not sampled (a baseline over a finite episode distribution): shown without an interval."""
+    note: str = ""
+    """Shown after the value, e.g. a constant baseline's answer."""
 
     def format(self) -> str:
-        text = self.estimate.format()
+        text = self.estimate.format() if not self.exact else f"{100 * self.estimate.value:.1f} (exact)"
+        if self.note:
+            text += f" {self.note}"
         if self.spread is not None and self.estimate.n:
             std = "nan" if math.isnan(self.spread.std) else f"{100 * self.spread.std:.1f}"
             text += f" ±{std} ({self.seeds} seeds)"
@@ -75,6 +81,8 @@ class TableRow:
     model: str
     cells: dict[str, Cell | None]
     """Column → cell; None for a column that was not evaluated (or cannot be, e.g. CommonGen without a judge)."""
+    baseline: bool = False
+    """A trivial policy's row (random, best constant, perfect), not a model's."""
 
     @property
     def average(self) -> Estimate | None:
@@ -122,6 +130,43 @@ def average_estimate(cells: Sequence[Cell | None]) -> Estimate | None:
     return Estimate(mean, max(0.0, mean - half), min(1.0, mean + half), n)
 
 
+BASELINE_ROW_NAMES = {
+    "random": "baseline: random legal move",
+    "constant": "baseline: best constant answer",
+    "perfect": "baseline: perfect player",
+    "oracle": "baseline: perfect player",
+}
+"""Spy has no perfect player; its cell in the perfect row is the oracle that knows who the spy is."""
+
+
+def baseline_table_rows(baselines: Mapping[str, Sequence[Any]]) -> list[TableRow]:
+    """Table rows of the trivial policies from suite → `BaselineRow`s (one row per policy, one cell per game)."""
+    rows: dict[str, TableRow] = {}
+    for suite, entries in baselines.items():
+        column = COLUMN_OF_SUITE.get(suite)
+        if column is None:
+            continue
+        for b in entries:
+            name = BASELINE_ROW_NAMES.get(b.policy, f"baseline: {b.policy}")
+            note = f"({b.answer!r})" if b.answer is not None else ("(oracle)" if b.policy == "oracle" else "")
+            cell = Cell(suite, b.estimate, b.excluded, exact=b.method == "exact", note=note)
+            rows.setdefault(name, TableRow(name, {}, baseline=True)).cells[column] = cell
+    return list(rows.values())
+
+
+def baselines_csv(baselines: Mapping[str, Sequence[Any]]) -> str:
+    """One line per game and trivial policy: its answer, method, value and interval (percent), n, exclusions."""
+    fields = ["suite", "policy", "answer", "method", "value", "low", "high", "n", "excluded"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for suite, entries in baselines.items():
+        for b in entries:
+            writer.writerow({"suite": suite, "policy": b.policy, "answer": b.answer, "method": b.method,
+                             **_percent(b.estimate), "excluded": b.excluded})  # fmt: skip
+    return buffer.getvalue()
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 def markdown_table(rows: Sequence[TableRow], notes: Sequence[str] = (), title: str = "Results") -> str:
     header = ["Model", *COLUMNS, AVG]
@@ -132,13 +177,18 @@ def markdown_table(rows: Sequence[TableRow], notes: Sequence[str] = (), title: s
         cells.append(avg.format() if avg is not None else "n/a")
         lines.append("| " + " | ".join([row.model.replace("|", "\\|"), *cells]) + " |")
     lines += ["", "Values in percent: value [95% interval] (n = scored items)."]
+    if any(row.baseline for row in rows):
+        lines[-1] += " Baseline rows: trivial policies on the same games (see the notes)."
     if notes:
         lines += ["", "Notes:", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
 
 
 def csv_text(rows: Sequence[TableRow]) -> str:
-    """One row per model; per column its value, interval, n, exclusions (and seed mean/std); empty = n/a."""
+    """One row per model; per column its value, interval, n, exclusions (and seed mean/std); empty = n/a.
+
+    Baseline rows are left out (they go to baselines.csv)."""
+    rows = [r for r in rows if not r.baseline]
     multi_seed = any(c is not None and c.spread is not None for r in rows for c in r.cells.values())
     fields = ["model"]
     for column in COLUMNS:
@@ -187,12 +237,15 @@ def write_report(
     rows: Sequence[TableRow],
     notes: Sequence[str],
     extra: Mapping[str, Any] | None = None,
+    baselines: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write table.md, table.csv and results.json into `out_dir`; return their paths."""
+    """Write table.md, table.csv and results.json (and baselines.csv) into `out_dir`; return their paths.
+
+    `baselines` (suite → `BaselineRow`s) adds the trivial policies' rows under the models in table.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "table.md", "csv": out / "table.csv", "json": out / "results.json"}
-    paths["markdown"].write_text(markdown_table(rows, notes))
+    paths["markdown"].write_text(markdown_table([*rows, *baseline_table_rows(baselines or {})], notes))
     paths["csv"].write_text(csv_text(rows))
     payload = {
         "columns": [*COLUMNS, AVG],
@@ -200,6 +253,10 @@ def write_report(
         "notes": list(notes),
         **dict(extra or {}),
     }
+    if baselines:
+        paths["baselines"] = out / "baselines.csv"
+        paths["baselines"].write_text(baselines_csv(baselines))
+        payload["baselines"] = {suite: [b.as_dict() for b in entries] for suite, entries in baselines.items()}
     paths["json"].write_text(json.dumps(_clean(payload), indent=2, default=str, allow_nan=False) + "\n")
     return paths
 

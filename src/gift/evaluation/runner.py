@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gift.evaluation.baselines import BASELINE_NOTE, eval_baselines
 from gift.evaluation.benchmarks_eval import run_benchmark
 from gift.evaluation.extras import exploitability_markdown, model_exploitability, run_lm_eval
 from gift.evaluation.games_eval import derive_seed, play_episodes
@@ -177,7 +178,8 @@ def execute(
         finally:
             release(model)
     rows, details = build_rows(plan)
-    notes = _notes(plan, rows)
+    baselines = eval_baselines(plan.games, cfg.baseline_episodes) if cfg.baselines else {}
+    notes = _notes(plan, rows) + ([BASELINE_NOTE] if baselines else [])
     extra: dict[str, Any] = {"settings": _settings(plan), "details": details}
     if cfg.exploitability and plan.sources:
         extra["exploitability"] = _exploitability(plan)
@@ -188,7 +190,7 @@ def execute(
         for source in plan.sources:
             log(f"[{source.label}] lm-eval: {', '.join(cfg.tasks)}")
             extra["harness"][source.label] = run_lm_eval(source.weights, source.adapter, cfg.tasks, cfg.limit)
-    paths = write_report(plan.out, rows, notes, extra)
+    paths = write_report(plan.out, rows, notes, extra, baselines)
     return EvalSummary(plan.out, rows, notes, paths, extra)
 
 
