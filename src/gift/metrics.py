@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gift.fileio import write_text_atomic
+
 
 class MetricsLogger:
     """Append one JSON line per step; mirror scalars to TensorBoard / W&B when available."""
@@ -75,9 +77,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def truncate_after(path: str | Path, step: int) -> None:
-    """Drop rows logged after `step` (used on resume so metrics.jsonl has no duplicated steps)."""
+    """Drop rows logged after `step` (used on resume so metrics.jsonl has no duplicated steps), atomically."""
     p = Path(path)
     if not p.is_file():
         return
     keep = [json.dumps(r) for r in read_metrics(p) if r.get("step", 0) <= step]
-    p.write_text("".join(line + "\n" for line in keep))
+    write_text_atomic(p, "".join(line + "\n" for line in keep))  # a kill mid-rewrite keeps the old file

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gift.compose import summarize_subgames
+from gift.fileio import write_text_atomic
 
 UPDATE_KEYS = {
     "entropy_mean": "train/entropy",
@@ -103,9 +104,8 @@ def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> N
     chosen = (chosen + [r for r in records if r not in chosen])[:count]
     out = run_dir / "samples"
     out.mkdir(exist_ok=True)
-    with (out / f"step-{step:06d}.jsonl").open("w") as fh:
-        for rec in chosen:
-            fh.write(json.dumps(rec, default=str) + "\n")
+    lines = "".join(json.dumps(rec, default=str) + "\n" for rec in chosen)
+    write_text_atomic(out / f"step-{step:06d}.jsonl", lines)
 
 
 def finish_run(run_dir: Path, plots: bool) -> None:
@@ -113,7 +113,7 @@ def finish_run(run_dir: Path, plots: bool) -> None:
     from gift.metrics import read_metrics
 
     rows = summary_rows(read_metrics(run_dir / "metrics.jsonl"))
-    (run_dir / "summary.json").write_text(json.dumps(rows, indent=2))
+    write_text_atomic(run_dir / "summary.json", json.dumps(rows, indent=2))
     if plots:
         from gift.plots import write_plots
 
