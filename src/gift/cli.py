@@ -173,8 +173,10 @@ def _train(items: Sequence[str], resume: str | None) -> int:
         raise ConfigError(f"--resume {resume!r}: no such run folder")
     # Validate the config the run will use, so bad keys and values fail before torch is imported.
     check_path = config_path
-    if check_path is None and resume is not None and (Path(resume) / "config.yaml").is_file():
-        check_path = str(Path(resume) / "config.yaml")
+    if check_path is None and resume is not None:
+        from gift.resume import resume_config_path
+
+        check_path = resume_config_path(resume)
     default_path = getattr(gift.config, "default_config_path", None)
     if check_path is None and callable(default_path):
         check_path = str(default_path())
