@@ -229,6 +229,10 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `gift` and `python -m gift`; returns the exit status."""
+    # Offline unless asked otherwise: a missing model or dataset is then one line at once, not a minute of
+    # retries and a traceback (HF_HUB_OFFLINE=0 allows downloads).
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(name, "1")
     parser = _parser()
     args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if args.command != "eval" and extra:

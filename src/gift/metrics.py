@@ -37,7 +37,7 @@ class MetricsLogger:
             if SummaryWriter is not None:
                 self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
         if wandb_project:
-            import wandb  # a configured project without wandb installed is a user error worth a traceback
+            import wandb  # presence checked before the run starts (gift.preflight)
 
             self._wandb = wandb.init(project=wandb_project, name=run_name, config=config or {})
 

@@ -28,6 +28,7 @@ from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
 from gift.guards import stop_if_not_finite
+from gift.preflight import check_environment
 from gift.resume import open_checkpoint
 from gift.run_metrics import finish_run, save_samples, step_metrics
 from gift.runfolder import new_run_dir, prepare_run_folder
@@ -161,6 +162,7 @@ def train(
     hf_logging.disable_progress_bar()
     pairs = task_pairs(cfg)
     validate_tasks(pairs)
+    check_environment(cfg)
     model_path = resolve_model(cfg.model.name)
     run_dir = Path(resume) if resume is not None else new_run_dir(cfg, config_name)
     ckpt, run_id = open_checkpoint(run_dir, cfg) if resume is not None else (None, None)
