@@ -21,7 +21,10 @@ class MetricsLogger:
         config: dict[str, Any] | None = None,
         run_name: str | None = None,
         enabled: bool = True,
+        resume_step: int = 0,
     ) -> None:
+        """`resume_step`: the step a resumed run continues after; TensorBoard hides the events it logged after
+        that step before the kill (its `purge_step`), so no step shows twice."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
         self._tb = None
@@ -35,7 +38,8 @@ class MetricsLogger:
             except ImportError:  # tensorboard is optional
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+                purge = resume_step + 1 if resume_step else None
+                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=purge)
         if wandb_project:
             import wandb  # presence checked before the run starts (gift.preflight)
 

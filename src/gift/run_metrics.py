@@ -12,6 +12,7 @@ from typing import Any
 
 from gift.compose import summarize_subgames
 from gift.fileio import write_text_atomic
+from gift.redact import redact_text
 
 UPDATE_KEYS = {
     "entropy_mean": "train/entropy",
@@ -95,7 +96,7 @@ def summary_rows(rows: Sequence[Mapping[str, Any]], fraction: float = 0.2) -> li
 
 
 def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> None:
-    """A few full trajectories (the first of each group first) as JSON lines."""
+    """A few full trajectories (the first of each group first) as JSON lines, URL credentials masked."""
     seen, chosen = set(), []
     for rec in records:
         if rec["group_id"] not in seen:
@@ -104,7 +105,7 @@ def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> N
     chosen = (chosen + [r for r in records if r not in chosen])[:count]
     out = run_dir / "samples"
     out.mkdir(exist_ok=True)
-    lines = "".join(json.dumps(rec, default=str) + "\n" for rec in chosen)
+    lines = "".join(redact_text(json.dumps(rec, default=str)) + "\n" for rec in chosen)
     write_text_atomic(out / f"step-{step:06d}.jsonl", lines)
 
 

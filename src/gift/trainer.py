@@ -275,6 +275,7 @@ def train(
         config=config_to_dict(cfg),
         run_name=run_dir.name,
         enabled=is_main,
+        resume_step=start,
     )
     bar = None
     if is_main and cfg.train.progress:
