@@ -172,3 +172,25 @@ def test_fuzz_every_key_is_taken_exactly_or_refused_in_one_line(key: str, value:
         assert list(got) == value
     elif key != "model.lora" and value is not None:
         assert got == value or (isinstance(got, float) and got == float(value))
+
+
+def test_a_hub_model_missing_offline_is_one_line_saying_how_to_get_it(monkeypatch) -> None:
+    from gift.preflight import check_environment
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = load_config(None, ["task.preset=F+I1", "model.name=nobody-here/no-such-model-13"])
+    with pytest.raises(ConfigError, match="not in the local Hugging Face cache.*hf download") as err:
+        check_environment(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_wandb_without_the_package_is_one_line() -> None:
+    import importlib.util
+
+    from gift.preflight import check_environment
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    cfg = load_config(None, ["task.preset=F+I1", "model.name=.", "train.wandb_project=p"])
+    with pytest.raises(ConfigError, match="needs the package 'wandb'.*pip install wandb"):
+        check_environment(cfg)

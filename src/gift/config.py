@@ -157,9 +157,10 @@ class AlgorithmSettings(_Section):
     ppo_epochs: int = Field(1, ge=1)
     """Passes over each step's kept trajectories. Default 1 (code)."""
     mini_batch_size: int = Field(16, ge=1)
-    """Trajectories per optimizer step. Default 16 (code, single/nested math settings)."""
+    """Trajectories per optimizer step on each process: N processes make 1/N of the optimizer steps of one, each
+    over N × this many trajectories (README, "Another model, GPUs"). Default 16 (code, single/nested math)."""
     micro_batch_size: int = Field(4, ge=1)
-    """Trajectories per forward/backward (gradient accumulation up to the mini-batch). Default 4."""
+    """Trajectories per forward/backward on each process (gradient accumulation up to the mini-batch). Default 4."""
     share_prefix: bool = True
     """Run the prompt a micro-batch's trajectories share once, not once per trajectory (same gradients; off
     under activation checkpointing). Default on (an implementation choice; the paper does not say)."""

@@ -87,7 +87,6 @@ def resolve_model(name: str) -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/") and name.count("/") > 1:
         raise ConfigError(f"model={name!r}: no such folder; use 'embedded', a model folder or a hub id")
-    check_hub_model_cached(name)
     return name
 
 

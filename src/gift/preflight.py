@@ -1,4 +1,4 @@
-"""What a run needs that is not in its config: a GPU it asks for and the optional packages it uses.
+"""What a run needs that is not in its config: its model, a GPU it asks for and the optional packages it uses.
 
 Checked before any model loads, each missing piece is one line saying what is missing and how to get it.
 """
@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 from gift.config import Config
 from gift.errors import ConfigError
+from gift.models import EMBEDDED, check_hub_model_cached
 
 _EXTRAS = {
     "wandb": "pip install wandb",
@@ -25,6 +27,9 @@ def _require(package: str, why: str) -> None:
 
 def check_environment(cfg: Config) -> None:
     """One-line `ConfigError` for a requested device that is not there or an optional extra not installed."""
+    name = cfg.model.name
+    if name != EMBEDDED and not Path(name).expanduser().exists():
+        check_hub_model_cached(name)
     if cfg.train.wandb_project:
         _require("wandb", f"train.wandb_project={cfg.train.wandb_project!r}")
     if cfg.rollout.backend == "vllm":
