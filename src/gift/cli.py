@@ -173,8 +173,10 @@ def _train(items: Sequence[str], resume: str | None) -> int:
         raise ConfigError(f"--resume {resume!r}: no such run folder")
     # Validate the config the run will use, so bad keys and values fail before torch is imported.
     check_path = config_path
-    if check_path is None and resume is not None and (Path(resume) / "config.yaml").is_file():
-        check_path = str(Path(resume) / "config.yaml")
+    if check_path is None and resume is not None:
+        from gift.resume import resume_config_path
+
+        check_path = resume_config_path(resume)
     default_path = getattr(gift.config, "default_config_path", None)
     if check_path is None and callable(default_path):
         check_path = str(default_path())
@@ -227,6 +229,10 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `gift` and `python -m gift`; returns the exit status."""
+    # Offline unless asked otherwise: a missing model or dataset is then one line at once, not a minute of
+    # retries and a traceback (HF_HUB_OFFLINE=0 allows downloads).
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(name, "1")
     parser = _parser()
     args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if args.command != "eval" and extra:

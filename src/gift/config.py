@@ -1,25 +1,50 @@
 """Typed experiment configuration: one YAML file per experiment, `key=value` overrides on the command line.
 
-Every field's docstring gives its default and where the default comes from ("paper" = paper-notes.md of GIFT,
-arXiv 2601.05633; "code" = the authors' released configs). Unknown keys and bad values raise `ConfigError`
-with one line naming the key, the value and what is allowed — before any model is loaded.
+Every field's docstring gives its default and where the default comes from ("paper" = GIFT, arXiv 2601.05633;
+"code" = the authors' released configs). Unknown keys and bad values raise `ConfigError` with one line naming
+the key, the value and what is allowed — before any model is loaded.
+
+The schema is strict: no coercion (`true` is not 1, 1.5 is not an int), finite numbers only, and YAML is read
+with YAML 1.2 scalars (`010` is ten, `yes` is a string) and duplicate keys refused (`gift.yaml_strict`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gift.errors import ConfigError
+from gift.redact import redact
+from gift.yaml_strict import YAMLError, load_yaml
 
 PRESET_NAMES = ("F+I1", "F+I2", "F+I3", "I2")
 
 
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity anywhere in plain option data, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        for item in value:
+            bad = _non_finite(item)
+            if bad is not None:
+                return bad
+    return None
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_assignment=True,
+        strict=True,
+        allow_inf_nan=False,
+    )
 
 
 class LoraSettings(_Section):
@@ -76,6 +101,9 @@ class TaskSettings(_Section):
 
     @model_validator(mode="after")
     def _needs_games(self) -> TaskSettings:
+        bad = _non_finite([self.games, self.game_options])
+        if bad is not None:
+            raise ValueError(f"game option value {bad!r} is not a finite number")
         if not self.games and self.preset is None:
             raise ValueError("set task.preset (one of F+I1, F+I2, F+I3, I2) or task.games")
         if self.mode == "single" and self.preset is None and len(self.games) != 1:
@@ -140,9 +168,10 @@ class AlgorithmSettings(_Section):
     ppo_epochs: int = Field(1, ge=1)
     """Passes over each step's kept trajectories. Default 1 (code)."""
     mini_batch_size: int = Field(16, ge=1)
-    """Trajectories per optimizer step. Default 16 (code, single/nested math settings)."""
+    """Trajectories per optimizer step on each process: N processes make 1/N of the optimizer steps of one, each
+    over N × this many trajectories (README, "Another model, GPUs"). Default 16 (code, single/nested math)."""
     micro_batch_size: int = Field(4, ge=1)
-    """Trajectories per forward/backward (gradient accumulation up to the mini-batch). Default 4."""
+    """Trajectories per forward/backward on each process (gradient accumulation up to the mini-batch). Default 4."""
     share_prefix: bool = True
     """Run the prompt a micro-batch's trajectories share once, not once per trajectory (same gradients; off
     under activation checkpointing). Default on (an implementation choice; the paper does not say)."""
@@ -157,6 +186,12 @@ class AlgorithmSettings(_Section):
     grad_clip: float = Field(1.0, gt=0.0)
     """Gradient-norm clip. Default 1.0 (code)."""
 
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _betas_from_list(cls, value: Any) -> Any:
+        """YAML has no tuples: a two-item list is the pair."""
+        return tuple(value) if isinstance(value, list) else value
+
 
 class TrainSettings(_Section):
     steps: int = Field(200, ge=1)
@@ -166,7 +201,9 @@ class TrainSettings(_Section):
     run_dir: str = "runs"
     """Folder that holds run folders. Default runs/."""
     run_name: str | None = None
-    """Run folder name; default: config name + timestamp."""
+    """Run folder name inside run_dir (no path separators); default: config name + timestamp."""
+    overwrite: bool = False
+    """Replace an existing run folder of the same name. Default off: an existing run is refused."""
     save_every: int = Field(50, ge=1)
     """Checkpoint every N steps (and at the end). Default 50 (code)."""
     keep_checkpoints: int = Field(2, ge=1)
@@ -185,8 +222,20 @@ class TrainSettings(_Section):
     """Write PNG plots of the metrics at the end. Default on."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train when not under accelerate launch. Default auto."""
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     """torch CPU threads; None leaves torch's default. Default None."""
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        """A run name is one folder inside run_dir: it must not lead anywhere else."""
+        if value is not None and (
+            value in ("", ".", "..") or any(c in value for c in "/\\\0") or value.startswith("~")
+        ):
+            raise ValueError(
+                "must be a plain folder name (no '/', '\\', '..' or '~'), it lives inside train.run_dir"
+            )
+        return value
 
 
 class Config(_Section):
@@ -200,16 +249,9 @@ class Config(_Section):
 def _parse_value(text: str) -> Any:
     """YAML scalar/collection parsing for overrides: 3 → int, 1e-6 → float, [a,b] → list, null → None."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text)
+    except YAMLError:
         return text
-    # YAML 1.1 reads "1e-6" as a string; accept it as a float.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _set_path(data: dict[str, Any], key: str, value: Any, model: type[BaseModel]) -> None:
@@ -260,11 +302,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not p.is_file():
             raise ConfigError(f"config file {str(path)!r} not found")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
+            loaded = load_yaml(p.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as err:
             raise ConfigError(
-                f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}"
+                f"config file {str(path)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8"
             ) from None
+        except YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
         data = loaded
@@ -285,5 +329,6 @@ def default_config_path() -> Path:
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain data for writing next to a run (no secrets live in the config: API keys come from the env)."""
-    return cfg.model_dump(mode="json")
+    """Plain data for writing next to a run or to a tracker, secrets masked (`gift.redact`): API keys come from
+    the environment, and credentials inside URLs never reach a file."""
+    return redact(cfg.model_dump(mode="json"))

@@ -29,3 +29,7 @@ def check_range(name: str, value: float, low: float | None = None, high: float |
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ConfigError(f"{name}={value!r} is out of range; allowed: {lo} <= {name} <= {hi}")
+
+
+class TrainingStopped(ConfigError):
+    """A run that cannot go on (a non-finite loss, gradient or weight): one line, and no checkpoint of it."""

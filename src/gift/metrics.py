@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gift.fileio import write_text_atomic
+
 
 class MetricsLogger:
     """Append one JSON line per step; mirror scalars to TensorBoard / W&B when available."""
@@ -19,7 +21,10 @@ class MetricsLogger:
         config: dict[str, Any] | None = None,
         run_name: str | None = None,
         enabled: bool = True,
+        resume_step: int = 0,
     ) -> None:
+        """`resume_step`: the step a resumed run continues after; TensorBoard hides the events it logged after
+        that step before the kill (its `purge_step`), so no step shows twice."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
         self._tb = None
@@ -33,9 +38,10 @@ class MetricsLogger:
             except ImportError:  # tensorboard is optional
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+                purge = resume_step + 1 if resume_step else None
+                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"), purge_step=purge)
         if wandb_project:
-            import wandb  # a configured project without wandb installed is a user error worth a traceback
+            import wandb  # presence checked before the run starts (gift.preflight)
 
             self._wandb = wandb.init(project=wandb_project, name=run_name, config=config or {})
 
@@ -75,9 +81,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def truncate_after(path: str | Path, step: int) -> None:
-    """Drop rows logged after `step` (used on resume so metrics.jsonl has no duplicated steps)."""
+    """Drop rows logged after `step` (used on resume so metrics.jsonl has no duplicated steps), atomically."""
     p = Path(path)
     if not p.is_file():
         return
     keep = [json.dumps(r) for r in read_metrics(p) if r.get("step", 0) <= step]
-    p.write_text("".join(line + "\n" for line in keep))
+    write_text_atomic(p, "".join(line + "\n" for line in keep))  # a kill mid-rewrite keeps the old file

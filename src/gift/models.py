@@ -90,6 +90,30 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def _offline() -> bool:
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE",))
+
+
+def check_hub_model_cached(name: str) -> None:
+    """Offline (`gift` sets HF_HUB_OFFLINE=1 unless told otherwise), a hub id must already be in the local cache:
+    say so in one line at once instead of a long transformers traceback after retries."""
+    if not _offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:
+        raise ConfigError(f"model.name={name!r} is neither a model folder nor a valid hub id") from None
+    if not isinstance(cached, str):
+        raise ConfigError(
+            f"model.name={name!r} is not in the local Hugging Face cache and downloads are off (HF_HUB_OFFLINE=1): "
+            f"download it once with `hf download {name}` (or run with HF_HUB_OFFLINE=0), or point model.name "
+            "at a model folder"
+        )
+
+
 def _tiny_corpus() -> list[str]:
     """Synthetic lines in the shape of the game prompts, so the tiny tokenizer covers their characters."""
     lines = [

@@ -23,6 +23,8 @@ from typing import Any
 
 from gift.answers import answer_diversity
 from gift.compose import summarize_subgames
+from gift.fileio import write_text_atomic
+from gift.redact import redact_text
 
 UPDATE_KEYS = {
     "entropy_mean": "train/entropy",
@@ -149,7 +151,7 @@ def summary_rows(rows: Sequence[Mapping[str, Any]], fraction: float = 0.2) -> li
 
 
 def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> None:
-    """A few full trajectories (the first of each group first) as JSON lines."""
+    """A few full trajectories (the first of each group first) as JSON lines, URL credentials masked."""
     seen, chosen = set(), []
     for rec in records:
         if rec["group_id"] not in seen:
@@ -158,9 +160,8 @@ def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> N
     chosen = (chosen + [r for r in records if r not in chosen])[:count]
     out = run_dir / "samples"
     out.mkdir(exist_ok=True)
-    with (out / f"step-{step:06d}.jsonl").open("w") as fh:
-        for rec in chosen:
-            fh.write(json.dumps(rec, default=str) + "\n")
+    lines = "".join(redact_text(json.dumps(rec, default=str)) + "\n" for rec in chosen)
+    write_text_atomic(out / f"step-{step:06d}.jsonl", lines)
 
 
 def finish_run(run_dir: Path, plots: bool) -> None:
@@ -171,7 +172,7 @@ def finish_run(run_dir: Path, plots: bool) -> None:
     rows = summary_rows(metrics)
     warnings, baselines = run_end_checks(run_dir, metrics)
     summary = {"metrics": rows, "warnings": warnings, "baselines": baselines}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     if plots:
         from gift.plots import write_plots
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gift.compose import Task, TaskSampler, check_k_list, preset_tasks
+from gift.compose import Task, TaskSampler, check_k_list, preset_games, preset_tasks
 from gift.config import Config
 from gift.errors import ConfigError
 from gift.games.registry import spec as game_spec
@@ -24,6 +24,7 @@ SELF_PLAY = "self"
 def task_pairs(cfg: Config) -> list[tuple[Task, int]]:
     """(task, groups per step) for the configured mode; validates ids and options by building each game once."""
     t = cfg.task
+    _check_options_are_for_played_games(cfg)
     if t.preset is not None:
         if t.mode == "single":
             raise ConfigError(
@@ -77,6 +78,24 @@ def min_groups_per_step(cfg: Config, pairs: Sequence[tuple[Task, int]]) -> int:
     return min(counts) if cfg.task.mode == "cst" else sum(counts)
 
 
+def _played_ids(cfg: Config) -> list[str]:
+    t = cfg.task
+    if t.preset is not None:
+        return list(preset_games(t.preset))
+    return [e if isinstance(e, str) else str(e.get("id", "")) for e in t.games]
+
+
+def _check_options_are_for_played_games(cfg: Config) -> None:
+    """Options for a game the run does not play are a typo or a stale config: refuse them, naming the games."""
+    played = _played_ids(cfg)
+    for key in ("game_options", "groups_per_game"):
+        for gid in getattr(cfg.task, key):
+            if gid not in played:
+                raise ConfigError(
+                    f"task.{key} has options for {gid!r}, which this run does not play; played: {', '.join(played)}"
+                )
+
+
 def uses_self_play(value: Any) -> bool:
     if isinstance(value, dict):
         return any(uses_self_play(v) for v in value.values())
@@ -109,7 +128,10 @@ def validate_tasks(pairs: Sequence[tuple[Task, int]]) -> None:
         name = "self-play (validation)"
 
     for task, _ in pairs:
-        Task(task.name, task.game, substitute_self(task.options, _Placeholder())).make()
+        try:
+            Task(task.name, task.game, substitute_self(task.options, _Placeholder())).make()
+        except TypeError as err:  # a missing or unexpected keyword, e.g. {kind: openai} without base_url
+            raise ConfigError(f"task {task.name!r}: bad options: {err}") from None
 
 
 def share_endpoints(value: Any, shared: dict[str, Any] | None = None) -> Any:

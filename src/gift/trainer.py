@@ -17,20 +17,22 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gift.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint, set_rng_state
+from gift.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
 from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
+from gift.guards import stop_if_not_finite
 from gift.plots import refresh_plots
+from gift.preflight import check_environment
+from gift.resume import open_checkpoint
 from gift.run_metrics import driver_metrics, finish_run, save_samples, step_metrics
+from gift.runfolder import new_run_dir, prepare_run_folder
 from gift.sharded import (
     GenerationCopy,
     check_sharding_settings,
@@ -43,6 +45,7 @@ from gift.sharded import (
     optimizer_state_to_save,
     save_engine_state,
 )
+from gift.signals import StopRequest, exit_with_parent
 from gift.tasks import (
     GamePool,
     min_groups_per_step,
@@ -147,13 +150,14 @@ def _configure_engine(accelerator: Any, cfg: Config) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ run
-def _run_dir(cfg: Config, config_name: str | None) -> Path:
-    name = cfg.train.run_name or f"{config_name or 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
-    return Path(cfg.train.run_dir) / name
-
-
-def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str | None = None) -> Path:
-    """Run (or resume) a training run; returns its folder."""
+def train(
+    cfg: Config,
+    resume: str | os.PathLike | None = None,
+    config_name: str | None = None,
+    stop: StopRequest | None = None,
+) -> Path:
+    """Run (or resume) a training run; returns its folder. With `stop` installed (`gift train` does), SIGTERM or
+    Ctrl-C end the run after the current step with a checkpoint."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import gather_object
@@ -161,7 +165,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
 
     from gift.algorithms import policy_loss  # noqa: F401  (fail early if the algorithms package is broken)
     from gift.learner import plan_shape, ppo_update, prepare_update
-    from gift.metrics import MetricsLogger, truncate_after
+    from gift.metrics import MetricsLogger
     from gift.models import resolve_model
     from gift.rollout import RolloutConfig, run_rollouts
     from gift.rollout.driver import DriverStats
@@ -169,11 +173,10 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
     hf_logging.disable_progress_bar()
     pairs = task_pairs(cfg)
     validate_tasks(pairs)
+    check_environment(cfg)
     model_path = resolve_model(cfg.model.name)
-    run_dir = Path(resume) if resume is not None else _run_dir(cfg, config_name)
-    ckpt = latest_checkpoint(run_dir / "checkpoints") if resume is not None else None
-    if resume is not None and ckpt is None:
-        raise ConfigError(f"--resume {str(resume)!r}: no complete checkpoint under {run_dir / 'checkpoints'}")
+    run_dir = Path(resume) if resume is not None else new_run_dir(cfg, config_name)
+    ckpt, run_id = open_checkpoint(run_dir, cfg) if resume is not None else (None, None)
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -274,9 +277,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         start = int(state["step"])
     is_main = accelerator.is_main_process
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        truncate_after(run_dir / "metrics.jsonl", start)
+        run_id = prepare_run_folder(run_dir, cfg, start, run_id, fresh=resume is None)
     work_dir = run_dir / "work"
     accelerator.wait_for_everyone()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -287,6 +288,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         config=config_to_dict(cfg),
         run_name=run_dir.name,
         enabled=is_main,
+        resume_step=start,
     )
     bar = None
     if is_main and cfg.train.progress:
@@ -355,6 +357,7 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
         )
         if gen_copy is not None:
             gen_copy.refresh(trained)
+        stop_if_not_finite(accelerator, update, policy, step + 1)
         backend.sync_weights(policy)
         _release_memory()
         if self_play is not None and (step + 1) % cfg.rollout.self_play_refresh == 0:
@@ -399,7 +402,8 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                     success=f"{metrics['train/success']:.2f}",
                     s=f"{metrics['train/step_time']:.1f}",
                 )
-        if (step + 1) % cfg.train.save_every == 0 or step + 1 == cfg.train.steps:
+        stopping = stop is not None and stop.should_stop(accelerator)
+        if stopping or (step + 1) % cfg.train.save_every == 0 or step + 1 == cfg.train.steps:
             _checkpoint(
                 accelerator,
                 run_dir,
@@ -412,7 +416,17 @@ def train(cfg: Config, resume: str | os.PathLike | None = None, config_name: str
                 sampler,
                 self_play,
                 cfg,
+                run_id,
             )
+        if stopping:
+            if is_main:
+                print(
+                    f"stopped by {stop.signal_name} after step {step + 1}; checkpoint saved; resume with: "
+                    f"gift train --resume {run_dir}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            break
 
     gc.unfreeze()
     with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
@@ -459,6 +473,7 @@ def _checkpoint(
     sampler: TaskSampler,
     self_play: Any,
     cfg: Config,
+    run_id: str | None,
 ) -> None:
     accelerator.wait_for_everyone()
     # Collectives: FSDP gathers the optimizer state, DeepSpeed has every process write its partition.
@@ -483,6 +498,7 @@ def _checkpoint(
             config_to_dict(cfg),
             keep=cfg.train.keep_checkpoints,
             engine_dir=engine_dir,
+            run_id=run_id or "",
         )
     accelerator.wait_for_everyone()
 
@@ -490,14 +506,16 @@ def _checkpoint(
 def main(config_path: str | None, overrides: Sequence[str] = (), resume: str | None = None) -> int:
     """`gift train` entry: validate everything first (one-line errors), then train."""
     if resume is not None and config_path is None:
-        saved = Path(resume) / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"--resume {resume!r}: no config.yaml in that folder")
-        config_path = str(saved)
+        from gift.resume import resume_config_path
+
+        config_path = resume_config_path(resume)
     if config_path is None:
         from gift.config import default_config_path
 
         config_path = str(default_config_path())
     cfg = load_config(config_path, list(overrides))
-    train(cfg, resume=resume, config_name=Path(config_path).stem)
+    if "LOCAL_RANK" in os.environ:  # a worker of accelerate launch / torchrun
+        exit_with_parent()
+    with StopRequest() as stop:
+        train(cfg, resume=resume, config_name=Path(config_path).stem, stop=stop)
     return 0

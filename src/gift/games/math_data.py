@@ -52,7 +52,11 @@ def load_problems(source: str | os.PathLike[str]) -> tuple[MathRecord, ...]:
         return _load_hub_cached(text)
     path = Path(text).expanduser()
     if not path.is_file():
-        raise ConfigError(f"math-v0: data file {text!r} does not exist")
+        raise ConfigError(
+            f"math-v0: data file {text!r} does not exist; write the problems there as .jsonl/.json/.parquet/.csv "
+            "rows with problem and answer fields (the paper trains on MATH levels 3-5 as in SimpleRL-Zoo), or "
+            "use data='hf:NAME:SPLIT' for a Hugging Face dataset"
+        )
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise ConfigError(
             f"math-v0: data={text!r} has an unsupported type; use one of {', '.join(FILE_SUFFIXES)} or 'hf:NAME:SPLIT'"
