@@ -149,7 +149,9 @@ def test_play_tictactoe_with_illegal_moves_and_garbage_until_the_budget_ends() -
     assert "Illegal move: Cell (2, 2) is already taken by 'O'." in out
     assert "No move of the form (row, col) was found in your answer 'foo bar'" in out
     assert "Illegal move: Cell (1, 1) is already taken by 'X'." in out
-    assert out.count("[penalty -0.1]") == 3
+    assert out.count("[that cost -0.1]") == 3
+    assert "(turn 1, 5 action(s) left)" in out and "(turn 5, 1 action(s) left)" in out
+    assert out.count("## Current Game State") == 2  # the rules and position once, then the board; the end
     assert end_reason(out) == "out_of_turns"
     assert "=== Game over: no success ===" in out
     assert "reward:     -0.3 (outcome 0, penalties -0.3) after 5 step(s)" in out
@@ -186,9 +188,13 @@ def test_play_matrix_with_one_answer() -> None:
     assert end_reason(won.stdout) == "correct"
     assert "=== Game over: success ===" in won.stdout
     assert "reward:     1 (outcome 1, penalties 0) after 1 step(s)" in won.stdout
+    assert f"expected:   the equilibrium action: {' or '.join(str(a) for a in sorted(game.labels))}" in won.stdout
 
     off = gift_cli("play", "matrix-v0", "--seed", "3", stdin="99\n")
     assert end_reason(off.stdout) == "invalid_action"
+    # The documented switch to the raw protocol is an option like any other (it used to clash with play's own).
+    raw = gift_cli("play", "matrix-v0", "--seed", "3", "-o", "parser=raw", stdin=f"{right}\n")
+    assert raw.returncode == 0 and end_reason(raw.stdout) == "correct", raw.stderr
 
 
 def test_play_a_nested_preset_moves_on_and_reports_every_subgame() -> None:
@@ -218,7 +224,8 @@ def test_play_spy_with_descriptions_and_a_bare_number_vote() -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Traceback" not in result.stderr
-    assert "[penalty" not in out  # both descriptions and the shorthand vote were accepted
+    assert "[that cost" not in out  # both descriptions and the shorthand vote were accepted
+    assert f"expected:   the spy was Player {game.spy_seat}" in out
     assert end_reason(out) in {"win", "loss"}
     assert "after 3 step(s)" in out
 
@@ -347,7 +354,7 @@ def test_an_opponent_that_never_answers_legally_ends_the_game_as_opponent_failed
         asked = len(server.requests)
     assert result.returncode == 0, result.stderr
     assert end_reason(result.stdout) == "opponent_failed"
-    assert "the opponent produced no legal move" in result.stdout
+    assert "another player produced no legal move" in result.stdout
     assert asked == 3  # the game's retry policy: three tries, then a forfeit
 
 

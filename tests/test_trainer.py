@@ -53,7 +53,7 @@ class FirstDigitGame(TextGame):
 @pytest.fixture(autouse=True)
 def digit_game(monkeypatch):
     """The test game is registered only while a test of this module runs (other tests list the real games)."""
-    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+    monkeypatch.setattr(registry.REGISTRY, "_specs", dict(registry.REGISTRY._specs))
     register(GameSpec(DIGIT_GAME, f"{__name__}:FirstDigitGame", "Test game: start the reply with a digit."))
 
 

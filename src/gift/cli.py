@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="a game option (repeatable)"
     )
     play.add_argument("--temperature", type=float, default=0.5, help="--model sampling temperature (0.5)")
-    play.add_argument("--max-new-tokens", type=int, default=600, help="--model tokens per reply (600)")
+    play.add_argument("--max-new-tokens", type=int, default=None,
+                      help="--model tokens per reply (default: a run's own cap, else 64)")  # fmt: skip
 
     train = commands.add_parser(
         "train",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gift.errors import ConfigError
+from gift.prompts import DEFAULT_SYSTEM_PROMPT
 from gift.redact import redact
 from gift.yaml_strict import YAMLError, load_yaml
 
@@ -128,8 +129,9 @@ class RolloutSettings(_Section):
     """Nucleus sampling. Default 1.0 (code)."""
     max_batch: int = Field(64, ge=1)
     """Most prompts per generate call (memory bound). Default 64."""
-    system_prompt: str = "You are a helpful assistant."
-    """System message of every trajectory. Default: a short generic assistant prompt (as in the paper)."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """System message of every trajectory. Default: a short generic assistant prompt (as in the paper);
+    `gift eval` and `gift play` use the same one, and a run's own when given the run."""
     instruction: str | None = None
     """Replaces the <think>/<answer> instruction of every turn (for games played with parser=raw). Default None."""
     reply_prefix: str = ""

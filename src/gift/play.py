@@ -1,10 +1,12 @@
-"""Playing a game in the terminal: a person against the game's opponent, or two automatic players to watch.
+"""Playing a game in the terminal on the episode driver: a person in the focal seat, or a player to watch.
 
 Moves are read line by line, so a game can be scripted through a pipe (`printf '2 2\\n1 3\\n' | gift play ...`).
 The person answers without the <think>/<answer> tags (the game is built with parser="raw"); the game itself
-judges every answer, so an illegal move or garbage gets the same feedback and penalty a model would get.
-In watch mode the trained-player seat is taken by a scripted bot of the game or by a language model that
-answers with the tag protocol; the model stack (torch, transformers) is imported only then.
+judges every answer, so an illegal move or garbage gets the same feedback and penalty a model would get, and
+the screen says what it cost and how many turns are left. The rules are shown once per game; later turns show
+the position (`TextGame.brief`). At the end: the outcome, the rewards and the expected answer
+(`TextGame.solution`). In watch mode the focal seat is taken by a scripted bot of the game (from its
+registration) or by a language model — a run's checkpoint plays with the run's own prompt settings.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import yaml
 
 from gift.errors import ConfigError, check_range
 from gift.games.base import TextGame
-from gift.games.protocol import FORMAT_INSTRUCTION
 from gift.games.registry import make, spec
 from gift.opponents import Opponent, OpponentRequest, resolve_opponent
+from gift.rollout.driver import Episode, ModelSeat, TextSeat, derive_seed, drive
+from gift.rollout.recorders import ChatSettings, EpisodeLog, FreshRecorder
 
 QUIT_WORDS = frozenset({"quit", "exit", "q"})
 HELP_WORDS = frozenset({"help", "?", "moves"})
@@ -110,10 +113,10 @@ def build_game(
             opts["opponent"] = opponent
         else:
             raise ConfigError(f"{game_id} has no opponent to choose; drop --opponent")
-    return make(game_id, parser=parser, **opts)
+    return make(game_id, **{"parser": parser, **opts})  # an explicit -o parser=... wins
 
 
-# ------------------------------------------------------------------------------------------------ the episode
+# ------------------------------------------------------------------------------------------------ the screen
 @dataclass
 class EpisodeResult:
     success: bool
@@ -126,39 +129,86 @@ class EpisodeResult:
     """Nested games: one record per sub-game (game, reward, success, end_reason, ...)."""
 
 
-def play_episode(game: TextGame, seed: int, choose: Chooser, out: TextIO) -> EpisodeResult | None:
-    """Reset with `seed` and play to the end; None when `choose` ends the session first."""
-    obs, info = game.reset(seed=seed)
-    total, steps = 0.0, 0
-    while True:
-        print(obs, file=out, flush=True)
-        reply = choose(obs, game)
-        if reply is None:
-            return None
-        obs, reward, terminated, truncated, info = game.step(reply)
-        total += reward
-        steps += 1
-        if terminated or truncated:
-            print(obs, file=out)
-            outcome = float(info.get("terminal_reward") or 0.0)
-            result = EpisodeResult(
-                bool(info["success"]),
-                str(info["end_reason"]),
-                total,
-                outcome,
-                steps,
-                list(info.get("subgames", [])),
-            )
-            print_result(result, out)
-            if info.get("opponent_failed"):
-                print(
-                    "the opponent produced no legal move after its retries (is the endpoint reachable?)",
-                    file=out,
-                )
-            return result
-        if reward:
-            print(f"[penalty {reward:+g}]", file=out)
-        print(file=out)
+def _playing(game: TextGame) -> TextGame:
+    """The (sub-)game being played now."""
+    current = getattr(game, "current", None)
+    return _playing(current) if isinstance(current, TextGame) and current is not game else game
+
+
+class Screen:
+    """What the terminal shows of one episode: the rules once per game, then the position, the feedback and
+    what it cost, and the turns left."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.shown: set[int] = set()
+        self.turn = 0
+
+    def before_turn(self, game: TextGame, observation: str) -> None:
+        self.turn += 1
+        now = _playing(game)
+        full = now.render()
+        feedback = observation[: -len(full)].strip() if observation.endswith(full) else ""
+        if feedback:
+            print(f"[{feedback}]", file=self.out)
+        if id(now) not in self.shown:
+            self.shown.add(id(now))
+            print(full, file=self.out)
+        else:
+            print(now.brief(), file=self.out)
+        print(f"(turn {self.turn}, {game.actions_left} action(s) left)", file=self.out, flush=True)
+
+    def after_step(self, reward: float, info: Mapping[str, Any]) -> None:
+        if info.get("format_error") or info.get("invalid_actions") or reward < 0:
+            print(f"[that cost {reward:+g}]", file=self.out)
+
+    def finish(self, game: TextGame, log: EpisodeLog) -> EpisodeResult:
+        info = log.final_info
+        print("\n" + game.render(), file=self.out)
+        result = EpisodeResult(
+            bool(info.get("success")),
+            str(info.get("end_reason")),
+            log.reward,
+            float(info.get("terminal_reward") or 0.0),
+            len(log.replies),
+            list(info.get("subgames", [])),
+        )
+        print_result(result, self.out)
+        solution = game.solution()
+        if solution:
+            print(f"expected:   {solution}", file=self.out)
+        if info.get("opponent_failed"):
+            print("another player produced no legal move after its tries (is the endpoint reachable?)", file=self.out)
+        self.out.flush()
+        return result
+
+
+class ScreenRecorder(FreshRecorder):
+    """The fresh-prompt recorder of `gift eval`, printing each turn for a person to watch."""
+
+    def __init__(self, codec: Any, settings: ChatSettings, log: EpisodeLog, screen: Screen, name: str) -> None:
+        super().__init__(codec, settings, log)
+        self.screen = screen
+        self.name = name
+        self.game: TextGame | None = None
+
+    def open(self, observation: str, info: dict[str, Any], actions_left: int) -> bool:
+        assert self.game is not None
+        self.screen.before_turn(self.game, observation)
+        return super().open(observation, info, actions_left)
+
+    def text_reply(self, text: str) -> str:
+        if self.name:
+            print(f"{self.name}> {text}", file=self.screen.out, flush=True)
+        return super().text_reply(text)
+
+    def step(self, result: tuple[str, float, bool, bool, dict[str, Any]], actions_left: int) -> bool:
+        going = super().step(result, actions_left)
+        self.screen.after_step(result[1], result[4])
+        if going:
+            assert self.game is not None
+            self.screen.before_turn(self.game, result[0])
+        return going
 
 
 def print_result(result: EpisodeResult, out: TextIO) -> None:
@@ -198,11 +248,15 @@ def interpret_answer(line: str, legal: list[str] | None) -> str:
     return normalise_move(text)
 
 
-def human_chooser(stdin: TextIO, out: TextIO) -> Chooser:
+def _legal(game: TextGame) -> list[str] | None:
+    return game.observe(game.focal_seat).legal
+
+
+def human_answer(stdin: TextIO, out: TextIO) -> Callable[[TextGame, str], str | None]:
     """Read one answer per line; blank lines are skipped, `help` lists the legal moves, `quit` or EOF ends."""
     echo = not stdin.isatty()
 
-    def choose(obs: str, game: TextGame) -> str | None:
+    def answer(game: TextGame, observation: str) -> str | None:
         while True:
             print("your move> ", end="", file=out, flush=True)
             line = stdin.readline()
@@ -218,162 +272,61 @@ def human_chooser(stdin: TextIO, out: TextIO) -> Chooser:
                 print("(leaving the game)", file=out, flush=True)
                 return None
             if line.lower() in HELP_WORDS:
-                legal = game.legal_actions()
+                legal = _legal(game)
                 shown = ", ".join(legal) if legal else "free text (no list of moves for this turn)"
                 print(f"legal answers: {shown}\ntype an answer without tags, or 'quit'", file=out)
                 continue
-            return interpret_answer(line, game.legal_actions())
+            return interpret_answer(line, _legal(game))
 
-    return choose
+    return answer
 
 
 # --------------------------------------------------------------------------------------------- watch players
-def _active(game: TextGame) -> TextGame:
-    """The sub-game being played (nested games forward to one game at a time)."""
-    current = getattr(game, "current", None)
-    return _active(current) if isinstance(current, TextGame) and current is not game else game
-
-
-def player_seat(game: TextGame) -> int:
-    """The trained player's 1-based seat (games that draw it store `trained_seat` or `seat`)."""
-    return int(getattr(game, "trained_seat", None) or getattr(game, "seat", None) or 1)
-
-
-def player_state(game: TextGame) -> dict[str, Any] | None:
-    """What a scripted bot sees from the trained player's seat, or None when this game does not say.
-
-    Games expose it as `seat_state(seat)` (the view they send their own bots); TicTacToe builds it inline.
-    """
-    seat_state = getattr(game, "seat_state", None)
-    if callable(seat_state):
-        return seat_state(player_seat(game))
-    if game.id == "tictactoe-v0":
-        from gift.games.tictactoe import legal_rc
-
-        return {"board": game.board, "mark": game.mark, "legal": legal_rc(game.board)}
-    return None
-
-
-def game_bots(game: TextGame) -> Mapping[str, Callable[..., Opponent]]:
-    """The scripted bots a game's module offers: its `BOTS` mapping, or else one named `*_BOTS`."""
-    module = sys.modules.get(type(game).__module__)
-    bots = getattr(module, "BOTS", None)
-    if isinstance(bots, Mapping):
-        return bots
-    for name in sorted(vars(module) if module else ()):
-        value = getattr(module, name)
-        if name.endswith("_BOTS") and isinstance(value, Mapping):
-            return value
-    return {}
-
-
-def bot_chooser(value: str, seed: int, out: TextIO) -> Chooser:
-    """Play the trained seat with a scripted bot of the game (NAME or NAME:key=value,...).
-
-    The bot reads the seat's structured state where the game exposes one; "random" also works for any game
-    that lists its legal moves.
-    """
+def bot_answer(value: str, seed: int) -> Callable[[TextGame, str], str | None]:
+    """The focal seat played by a scripted bot of the game's registration (NAME or NAME:key=value,...);
+    "random" also works for any game that lists its legal moves."""
     name, options = parse_spec(value, "--player")
-    rng = random.Random(f"player:{seed}")
+    rng = random.Random(derive_seed("player", seed))
     bots: dict[str, Opponent] = {}
 
-    def choose(obs: str, game: TextGame) -> str | None:
-        sub = _active(game)
-        state = player_state(sub)
-        if state is not None and game_bots(sub):
+    def answer(game: TextGame, observation: str) -> str | None:
+        sub = _playing(game)
+        view = sub.observe(sub.focal_seat)
+        available = spec(sub.id).load_bots()
+        if name in available or (available and name != "random"):
             if sub.id not in bots:
-                bots[sub.id] = resolve_opponent(
-                    {"kind": name, **options}, game_bots(sub), f"--player for {sub.id}"
-                )
-            seat = player_seat(sub)
-            reply = bots[sub.id].act(
-                OpponentRequest(game=sub.id, seat=seat, prompt=obs, state=state, rng=rng)
-            )
-        elif name == "random" and sub.legal_actions():
-            reply = rng.choice(sub.legal_actions())
-        else:
-            raise ConfigError(
-                f"--player {value!r} cannot play {sub.id}: only 'random' works there, and only on turns "
-                "with listed moves; use --model instead"
-            )
-        print(f"player ({value})> {reply}", file=out)
-        return reply
-
-    return choose
-
-
-class ModelPlayer:
-    """A causal LM answering each observation in one turn with the tag protocol (sampled, temperature 0.5)."""
-
-    def __init__(self, name: str, temperature: float = WATCH_TEMPERATURE, max_new_tokens: int = 600) -> None:
-        from gift.models import resolve_model
-
-        path = resolve_model(name)
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-        except ImportError as err:
-            raise ConfigError(
-                f"--model needs the training extra (pip install 'gift-rl[train]'): {err}"
-            ) from None
-        hf_logging.disable_progress_bar()  # keep the game transcript readable
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-        except (OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"--model {name!r} could not be loaded: {first}") from None
-        self.name = name
-        self.temperature = temperature
-        self.max_new_tokens = max_new_tokens
-        self.device = device
-
-    def prompt(self, observation: str) -> str:
-        content = f"{observation}\n\n{FORMAT_INSTRUCTION}"
-        if getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": "user", "content": content}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return content
-
-    def reply(self, observation: str) -> str:
-        import torch
-
-        encoded = self.tokenizer(self.prompt(observation), return_tensors="pt", add_special_tokens=False)
-        encoded = {k: v.to(self.device) for k, v in encoded.items()}
-        pad = (
-            self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else self.tokenizer.eos_token_id
+                bots[sub.id] = resolve_opponent({"kind": name, **options}, available, f"--player for {sub.id}")
+            request = OpponentRequest(game=sub.id, seat=view.seat, prompt=view.text, state=view.state, rng=rng)
+            return bots[sub.id].act(request)
+        if name == "random" and view.legal:
+            return rng.choice(view.legal)
+        raise ConfigError(
+            f"--player {value!r} cannot play {sub.id}: only 'random' works there, and only on turns "
+            "with listed moves; use --model instead"
         )
-        with torch.no_grad():
-            output = self.model.generate(
-                **encoded,
-                do_sample=self.temperature > 0,
-                temperature=self.temperature if self.temperature > 0 else None,
-                top_p=1.0,
-                max_new_tokens=self.max_new_tokens,
-                pad_token_id=pad,
-            )
-        new_tokens = output[0, encoded["input_ids"].shape[1] :]
-        return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
-    def chooser(self, out: TextIO) -> Chooser:
-        def choose(obs: str, game: TextGame) -> str | None:
-            reply = self.reply(obs)
-            print(f"model ({self.name})> {reply}", file=out, flush=True)
-            return reply
-
-        return choose
+    return answer
 
 
-def seed_everything(seed: int) -> None:
-    """Make sampled model replies repeatable for a given --seed."""
-    import torch
+WATCH_MAX_NEW_TOKENS = 64
+"""A watched model's reply cap unless given (or its run's own): short enough to watch a game in seconds."""
 
-    torch.manual_seed(seed)
+
+def _model_seat(name: str, temperature: float, max_new_tokens: int | None, seed: int, out: TextIO) -> Any:
+    """The loaded model behind a `ModelSeat`, and its chat settings (a run's own where it is a run's)."""
+    from gift.evaluation.games_eval import GenerationSettings, run_settings
+    from gift.evaluation.loading import load_model, resolve_source, run_prompt
+
+    source = resolve_source(name)
+    run = run_prompt(source)
+    settings = GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens or WATCH_MAX_NEW_TOKENS)
+    if run is not None:
+        settings = run_settings(settings, run, max_new_tokens is not None)
+        print(f"# {name} plays with {run.describe()}", file=out)
+    loaded = load_model(source, max_batch=1)
+    seat = ModelSeat(loaded.backend, settings.max_new_tokens, settings.temperature, seed=seed)
+    chat = ChatSettings(settings.system_prompt, settings.instruction, settings.reply_prefix)
+    return loaded, seat, chat, run
 
 
 # ------------------------------------------------------------------------------------------------ a session
@@ -387,11 +340,11 @@ def run_play(
     model: str | None = None,
     options: Mapping[str, Any] | None = None,
     temperature: float = WATCH_TEMPERATURE,
-    max_new_tokens: int = 600,
+    max_new_tokens: int | None = None,
     stdin: TextIO | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """One game in the terminal; returns the exit status (0 also when input ends early)."""
+    """One game in the terminal on the episode driver; returns the exit status (0 also when input ends early)."""
     stdin = stdin if stdin is not None else sys.stdin
     out = out if out is not None else sys.stdout
     if seat not in ("human", "watch"):
@@ -401,28 +354,36 @@ def run_play(
     if seat == "watch" and bool(player) == bool(model):
         raise ConfigError("--seat watch needs exactly one of --player BOT or --model M")
     check_range("--temperature", temperature, 0.0, 2.0)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if max_new_tokens is not None and (
+        isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1
+    ):
         raise ConfigError(f"--max-new-tokens={max_new_tokens!r} must be an integer >= 1")
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    # A watched model must follow the tag protocol like in training; people and bots answer bare.
-    env = build_game(game, parser="strict" if model else "raw", opponent=opponent, options=options)
+    screen, log = Screen(out), EpisodeLog(seed)
     if model:
-        chooser = ModelPlayer(model, temperature=temperature, max_new_tokens=max_new_tokens).chooser(out)
-        seed_everything(seed)
+        loaded, focal, chat, run = _model_seat(model, temperature, max_new_tokens, seed, out)
+        parser = run.parser(game) if run is not None else "strict"
+        env = build_game(game, parser=parser, opponent=opponent, options=options)
+        recorder = ScreenRecorder(loaded.codec, chat, log, screen, f"model ({model})")
         who = f"model {model!r}"
-    elif player:
-        chooser = bot_chooser(player, seed, out)
-        who = f"bot {player!r}"
     else:
-        chooser = human_chooser(stdin, out)
-        who = "you"
-    rival = getattr(getattr(env, "opponent", None), "name", None)
+        env = build_game(game, parser="raw", opponent=opponent, options=options)
+        answer = bot_answer(player, seed) if player else human_answer(stdin, out)
+        label = f"player ({player})" if player else ""
+        recorder = ScreenRecorder(None, ChatSettings(None, ""), log, screen, label)
+        focal = TextSeat(answer)
+        who = f"bot {player!r}" if player else "you"
+    recorder.game = env
+    rival = getattr(getattr(_playing(env), "opponent", None), "name", None)
     print(f"# {env.id}, seed {seed}: {who}" + (f" against {rival}" if rival else ""), file=out)
     if seat == "human":
         print(
             "# Type an answer without tags, e.g. '2 3' or a few words; 'help' lists moves, 'quit' leaves.\n",
             file=out,
         )
-    play_episode(env, seed, chooser, out)
+    [episode] = [Episode(env, seed, recorder, 0)]
+    drive([episode], focal)
+    if not episode.stopped:
+        screen.finish(env, log)
     return 0

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from gift.games.protocol import FORMAT_INSTRUCTION
 
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. You are playing a text game; think, then act."
-"""Short on purpose: the game observation carries the rules."""
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+"""The system message of training and of evaluation alike (the paper's generic one); the observation carries
+the rules."""
 
 OPPONENT_INSTRUCTION = "Put your final answer inside <answer> </answer>; keep the whole reply under 200 words."
 """What an LLM opponent is asked for: opponents are read with the lenient parser, so the think block is optional."""

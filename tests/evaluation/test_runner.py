@@ -18,7 +18,7 @@ DATA = Path(__file__).parent / "data"
 
 # ---- plan ----------------------------------------------------------------------------------------------------------
 def test_suites_expand_and_unknown_ones_are_rejected() -> None:
-    assert expand_suites(["games", "math", "spy"]) == ["matrix", "tictactoe", "spy", "math"]
+    assert expand_suites(["games", "math", "spy"]) == ["matrix-v0", "tictactoe-v0", "spy-v0", "math"]
     with pytest.raises(ConfigError, match="unknown suite 'chess'; allowed: games"):
         expand_suites(["chess"])
 

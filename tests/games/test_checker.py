@@ -173,7 +173,7 @@ TOY_SPECS = [
 def toy_games():
     """Register this module's toy games for its tests only, leaving the shared registry as it was."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(registry, "_SPECS", dict(registry._SPECS))
+        mp.setattr(registry.REGISTRY, "_specs", dict(registry.REGISTRY._specs))
         for game_spec in TOY_SPECS:
             register(game_spec)
         yield

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from gift.errors import ConfigError
-from gift.evaluation.games_eval import DEFAULT_EPISODES, GAMES, canonical_game, has_opponent
+from gift.evaluation.games_eval import DEFAULT_EPISODES, canonical_game, has_opponent, table_games
 
 _DATA_ALIASES = {
     "math": "math500",
@@ -83,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="sampling temperature (default 0.5, as in the paper; 0 greedy)",
     )
     a("--top-p", type=float, default=1.0, help="nucleus sampling (default 1.0: off)")
-    a("--max-new-tokens", type=int, default=600, help="reply length cap in tokens (default 600)")
+    a("--max-new-tokens", type=int, default=None,
+      help="reply length cap in tokens (default 600, or a run's own cap)")  # fmt: skip
+    a("--no-run-prompt", dest="run_prompts", action="store_false",
+      help="play a run's checkpoint with the evaluation defaults, not the run's prompt settings")  # fmt: skip
     a("--limit", type=int, default=None, help="first N items of every benchmark")
     a("--seeds", type=int, default=1, help="repeat the generation with K seeds and report the spread")
     a("--out", default=None, help="output folder (default runs/eval-<timestamp>)")
@@ -174,13 +177,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         game, spec = _pair(value, "--opponent", "GAME=SPEC, e.g. tictactoe-v0=perfect")
         game_id = canonical_game(game)
         if not has_opponent(game_id):
-            raise ConfigError(
-                f"--opponent {value!r}: {game_id} has no opponent; games with one: tictactoe-v0, spy-v0"
-            )
+            with_one = ", ".join(g for g in table_games() if has_opponent(g))
+            raise ConfigError(f"--opponent {value!r}: {game_id} has no opponent; games with one: {with_one}")
         opponents[game_id] = parse_opponent(spec, args)
     if args.endpoint or args.endpoint_model:
         endpoint = _endpoint_opponent(args)
-        for game_id in GAMES:  # the endpoint plays every game not given another opponent
+        for game_id in table_games():  # the endpoint plays every game not given another opponent
             if has_opponent(game_id):
                 opponents.setdefault(game_id, endpoint)
     judge = None
@@ -199,12 +201,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
         data_dir=args.data_dir,
         episodes=episodes,
         default_episodes=default_episodes,
+        default_episodes_given=any("=" not in value for value in args.episodes),
         opponents=opponents,
         opponent_tries=args.opponent_tries,
         judge=judge,
         temperature=args.temperature,
         top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=600 if args.max_new_tokens is None else args.max_new_tokens,
+        max_new_tokens_given=args.max_new_tokens is not None,
+        run_prompts=args.run_prompts,
         limit=args.limit,
         seeds=args.seeds,
         out=args.out,

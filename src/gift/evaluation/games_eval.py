@@ -20,52 +20,59 @@ from dataclasses import dataclass
 from typing import Any
 
 from gift.errors import ConfigError
-from gift.games.registry import make
+from gift.games.registry import eval_specs, make
+from gift.games.registry import spec as game_spec
 from gift.prompts import DEFAULT_SYSTEM_PROMPT, format_instruction, fresh_messages
 from gift.rollout.driver import Episode, ModelSeat, derive_seed, drive
 from gift.rollout.recorders import ChatSettings, EpisodeLog, FreshRecorder
 
-GAMES = ("matrix-v0", "tictactoe-v0", "spy-v0")
-GAME_ALIASES = {"matrix": "matrix-v0", "tictactoe": "tictactoe-v0", "spy": "spy-v0", "math": "math-v0"}
 DEFAULT_EPISODES = 100
-DEFAULT_OPPONENTS: Mapping[str, Any] = {"tictactoe-v0": {"kind": "epsilon", "epsilon": 0.5}, "spy-v0": "bot"}
-"""Scripted stand-ins for the paper's LLM opponents (it used Gemini-2.5-Flash); a win against the perfect player
-is impossible, so the default TicTacToe bot errs half the time."""
-DEFAULT_OPPONENT_TRIES: Mapping[str, int] = {"tictactoe-v0": 1}
-"""The paper's evaluation gives the TicTacToe opponent a single try; other games keep their own default."""
 SCORE_OF_END = {"win": 1.0, "draw": 0.5}
-_KEPT_INFO = (
-    "matrix_game", "matrix_game_index", "sign", "role", "chosen_action", "labels", "seat", "winner", "moves",
-    "opponent", "trained_role", "trained_seat", "spy_seat", "eliminated", "gold_answer", "answer", "problem_id",
-)  # fmt: skip
+
+
+def table_games() -> tuple[str, ...]:
+    """The games of `--suite games`, from their registrations (plugins included)."""
+    return tuple(s.id for s in eval_specs() if s.eval is not None and s.eval.in_games_suite)
 
 
 def canonical_game(name: str) -> str:
-    """ "tictactoe" or "tictactoe-v0" → "tictactoe-v0" (math-v0 is accepted for the generated MATH column)."""
-    game = GAME_ALIASES.get(name, name)
-    if game not in (*GAMES, "math-v0"):
-        allowed = ", ".join([*GAMES, *[a for a in GAME_ALIASES if a != "math"]])
+    """ "tictactoe", "tictactoe-v0" or "my_pkg.games:guess-v0" → the registered id of an evaluation game."""
+    by_alias = {s.alias: s.id for s in eval_specs()}
+    game = by_alias.get(name, name)
+    try:
+        found = game_spec(game)
+    except ConfigError:
+        found = None
+    if found is None or found.eval is None:
+        allowed = ", ".join([*(s.id for s in eval_specs()), *by_alias])
         raise ConfigError(f"unknown game {name!r}; allowed: {allowed}")
-    return game
+    return found.id
 
 
 def has_opponent(game_id: str) -> bool:
-    return game_id in ("tictactoe-v0", "spy-v0")
+    return game_spec(game_id).seats > 1
 
 
 def game_options(game_id: str, opponent: Any = None, opponent_tries: int | None = None) -> dict[str, Any]:
-    """The `make` options of the evaluation protocol for one game (opponent None: the default bot)."""
+    """The `make` options of the evaluation protocol for one game (opponent None: its registered default)."""
+    registered = game_spec(game_id)
+    protocol = registered.eval
+    if protocol is None:
+        raise ConfigError(f"{game_id} is not an evaluation game (its registration has no eval protocol)")
+    options: dict[str, Any] = dict(protocol.options)
     if not has_opponent(game_id):
         if opponent is not None:
             raise ConfigError(f"--opponent {game_id}: this game has no opponent; drop the option")
-        return {}
-    options: dict[str, Any] = {"opponent": DEFAULT_OPPONENTS[game_id] if opponent is None else opponent}
-    tries = opponent_tries if opponent_tries is not None else DEFAULT_OPPONENT_TRIES.get(game_id)
-    if tries is not None:
-        options["opponent_tries"] = tries
-    if game_id == "tictactoe-v0":
-        options["start"] = "empty"
+        return options
+    options["opponent"] = protocol.opponent if opponent is None else opponent
+    if opponent_tries is not None:
+        options["opponent_tries"] = opponent_tries
     return options
+
+
+def kept_info(game_id: str) -> tuple[str, ...]:
+    protocol = game_spec(game_id).eval
+    return protocol.kept_info if protocol is not None else ()
 
 
 def is_perfect_opponent(value: Any) -> bool:
@@ -84,10 +91,29 @@ class GenerationSettings:
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     length_hint: bool = True
     """Tell the model its reply cap in the format instruction, as training does."""
+    custom_instruction: str | None = None
+    """Replaces the answer-protocol instruction (a run trained with its own, e.g. for parser=raw)."""
+    reply_prefix: str = ""
+    """Text that starts every reply (as the run was trained with)."""
 
     @property
     def instruction(self) -> str:
+        if self.custom_instruction is not None:
+            return self.custom_instruction
         return format_instruction(self.max_new_tokens if self.length_hint else None)
+
+
+def run_settings(settings: GenerationSettings, run: Any, max_new_tokens_given: bool) -> GenerationSettings:
+    """`settings` with a run's prompt settings (`gift.evaluation.loading.RunPrompt`) in place."""
+    from dataclasses import replace
+
+    return replace(
+        settings,
+        system_prompt=run.system_prompt,
+        custom_instruction=run.instruction,
+        reply_prefix=run.reply_prefix,
+        max_new_tokens=settings.max_new_tokens if max_new_tokens_given else run.max_new_tokens,
+    )
 
 
 def fresh_prompt(settings: GenerationSettings, observation: str) -> list[dict[str, str]]:
@@ -100,7 +126,7 @@ def episode_score(record: Mapping[str, Any]) -> float:
     return SCORE_OF_END.get(str(record.get("end_reason")), 0.0)
 
 
-def _record(log: EpisodeLog) -> dict[str, Any]:
+def _record(log: EpisodeLog, kept: tuple[str, ...]) -> dict[str, Any]:
     info = log.final_info
     failed = bool(info.get("opponent_failed", False))
     return {
@@ -115,7 +141,7 @@ def _record(log: EpisodeLog) -> dict[str, Any]:
         "invalid_actions": log.invalid_actions,
         "reply": log.replies[-1] if log.replies else "",
         "replies": list(log.replies),
-        "info": {k: info[k] for k in _KEPT_INFO if k in info},
+        "info": {k: info[k] for k in kept if k in info},
     }
 
 
@@ -136,7 +162,9 @@ def play_episodes(
     derives its own). `prompt_log`, if given, sees every prompt the model answers.
     """
     options = dict(options)
-    chat = ChatSettings(system_prompt=settings.system_prompt, instruction=settings.instruction)
+    chat = ChatSettings(
+        system_prompt=settings.system_prompt, instruction=settings.instruction, reply_prefix=settings.reply_prefix
+    )
     episodes = []
     for index, seed in enumerate(episode_seeds):
         game = make(game_id, **options)
@@ -150,7 +178,7 @@ def play_episodes(
         log = ep.recorder.log
         if prompt_log is not None and log.prompts:
             prompt_log(log.prompts)
-        record = _record(log)
+        record = _record(log, kept_info(game_id))
         records.append(record)
         on_finish([record])
 

@@ -187,3 +187,55 @@ def release(loaded: LoadedModel) -> None:
 def _first_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return (lines[0] if lines else type(err).__name__)[:200]
+
+
+@dataclass(frozen=True)
+class RunPrompt:
+    """How a training run prompted its policy; evaluating or watching it uses the same unless told otherwise."""
+
+    config: str
+    """The run's config.yaml."""
+    system_prompt: str | None
+    instruction: str | None
+    """The run's answer instruction (None: the answer-protocol instruction)."""
+    reply_prefix: str
+    max_new_tokens: int
+    parsers: dict[str, str]
+    """Game id → the parser the run trained it with (games not named keep their default, "strict")."""
+
+    def parser(self, game_id: str) -> str:
+        return self.parsers.get(game_id, "strict")
+
+    def describe(self) -> str:
+        parsers = ", ".join(f"{g}={p}" for g, p in sorted(self.parsers.items())) or "strict"
+        instruction = "the answer-protocol one" if self.instruction is None else repr(self.instruction)
+        return (
+            f"the run's prompt settings ({self.config}): system prompt {self.system_prompt!r}, instruction "
+            f"{instruction}, reply prefix {self.reply_prefix!r}, parser {parsers}, {self.max_new_tokens} new tokens"
+        )
+
+
+def run_prompt(source: ModelSource) -> RunPrompt | None:
+    """The prompt settings of the run a checkpoint comes from (None for a model that is not a run's)."""
+    weights = Path(source.adapter or source.weights)
+    run_dir = weights.parent.parent if weights.parent.name == "checkpoints" else None
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        return None
+    from gift.config import load_config
+
+    cfg = load_config(run_dir / "config.yaml")
+    parsers: dict[str, str] = {}
+    for game_id, options in cfg.task.game_options.items():
+        if isinstance(options, dict) and "parser" in options:
+            parsers[game_id] = str(options["parser"])
+    for entry in cfg.task.games:
+        if isinstance(entry, dict) and "parser" in entry:
+            parsers[str(entry.get("id"))] = str(entry["parser"])
+    return RunPrompt(
+        config=str(run_dir / "config.yaml"),
+        system_prompt=cfg.rollout.system_prompt or None,
+        instruction=cfg.rollout.instruction,
+        reply_prefix=cfg.rollout.reply_prefix,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        parsers=parsers,
+    )

@@ -20,18 +20,20 @@ from gift.evaluation.datasets import FILE_TYPES, SUGGESTED_HF_SOURCES, Benchmark
 from gift.evaluation.extras import check_harness
 from gift.evaluation.games_eval import (
     DEFAULT_EPISODES,
-    GAMES,
     GenerationSettings,
+    canonical_game,
     game_options,
     is_perfect_opponent,
+    table_games,
 )
 from gift.evaluation.loading import BACKENDS, ModelSource, resolve_source
 from gift.evaluation.matches import make_bot
 from gift.evaluation.store import ResultStore
 from gift.games.registry import make
+from gift.games.registry import spec as game_spec
 from gift.rollout.transcript import DEFAULT_SYSTEM_PROMPT
 
-SUITES = ("games", "matrix", "tictactoe", "spy", "math", "mmlu", "mmlu-pro", "socialiqa", "commongen")
+BENCHMARK_NAMES = ("math", "mmlu", "mmlu-pro", "socialiqa", "commongen")
 DEFAULT_SUITES = ("games", "math", "mmlu", "mmlu-pro", "socialiqa", "commongen")
 BENCHMARK_SUITES = ("mmlu", "mmlu-pro", "socialiqa", "commongen")
 GENERATED_MATH_ITEMS = 500
@@ -48,6 +50,8 @@ class EvalConfig:
     episodes: dict[str, int] = field(default_factory=dict)
     """Game id → episodes; games not named play `default_episodes`."""
     default_episodes: int = DEFAULT_EPISODES
+    default_episodes_given: bool = False
+    """--episodes N was given: it also sizes the generated MATH suite (default 500 problems)."""
     opponents: dict[str, Any] = field(default_factory=dict)
     """Game id → opponent option (bot name, {"kind": ...}, or {"kind": "model", "path": ...} for a checkpoint)."""
     opponent_tries: int | None = None
@@ -56,6 +60,11 @@ class EvalConfig:
     temperature: float = 0.5
     top_p: float = 1.0
     max_new_tokens: int = 600
+    max_new_tokens_given: bool = False
+    """--max-new-tokens was given: it wins over a run's own reply cap."""
+    run_prompts: bool = True
+    """A run's checkpoint plays the games with the run's prompt settings (system prompt, instruction, parser,
+    reply prefix, reply cap)."""
     limit: int | None = None
     seeds: int = 1
     out: str | None = None
@@ -106,13 +115,26 @@ def _positive_int(name: str, value: Any) -> None:
         raise ConfigError(f"{name}={value!r} must be an integer >= 1")
 
 
+def suite_names() -> tuple[str, ...]:
+    """Every `--suite` name: "games", each evaluation game (by short name), the benchmarks."""
+    return ("games", *(game_spec(g).alias for g in table_games()), *BENCHMARK_NAMES)
+
+
 def expand_suites(suites: Sequence[str]) -> list[str]:
-    """ "games" → matrix, tictactoe, spy; duplicates dropped; unknown names rejected."""
+    """ "games" → every game of the games suite (matrix, tictactoe, spy, plugins); a game may also be named by
+    id or MODULE:ID; duplicates dropped; unknown names rejected."""
     out: list[str] = []
     for suite in suites:
-        if suite not in SUITES:
-            raise ConfigError(f"unknown suite {suite!r}; allowed: {', '.join(SUITES)}")
-        for name in ("matrix", "tictactoe", "spy") if suite == "games" else (suite,):
+        if suite == "games":
+            names = [game_spec(g).id for g in table_games()]
+        elif suite in BENCHMARK_NAMES:
+            names = [suite]
+        else:
+            try:
+                names = [canonical_game(suite)]
+            except ConfigError:
+                raise ConfigError(f"unknown suite {suite!r}; allowed: {', '.join(suite_names())}") from None
+        for name in names:
             if name not in out:
                 out.append(name)
     return out
@@ -199,20 +221,20 @@ def prepare(cfg: EvalConfig) -> Plan:
             f"--data {unknown[0]}=…: unknown benchmark; allowed: {', '.join(SUGGESTED_HF_SOURCES)}"
         )
     for game in [*cfg.opponents, *cfg.episodes]:
-        if game not in GAMES:
-            raise ConfigError(f"unknown game {game!r} in --opponent/--episodes; allowed: {', '.join(GAMES)}")
+        if game not in table_games():
+            raise ConfigError(
+                f"unknown game {game!r} in --opponent/--episodes; allowed: {', '.join(table_games())}"
+            )
     notes: list[str] = []
-    games = [
-        _game_job(f"{s}-v0", f"{s}-v0", cfg.opponents.get(f"{s}-v0"), cfg)
-        for s in suites
-        if s in ("matrix", "tictactoe", "spy")
-    ]
+    games = [_game_job(s, s, cfg.opponents.get(s), cfg) for s in suites if s not in BENCHMARK_NAMES]
     benchmarks: dict[str, list[BenchmarkItem]] = {}
     if "math" in suites:
         if "math500" in cfg.data or default_source("math500", cfg.data_dir):
             benchmarks["math500"] = _load_benchmark("math500", cfg)
         else:
-            count = cfg.limit or GENERATED_MATH_ITEMS
+            count = cfg.limit or cfg.episodes.get("math-v0") or (
+                cfg.default_episodes if cfg.default_episodes_given else GENERATED_MATH_ITEMS
+            )
             games.insert(0, GameJob("math-v0", "math-v0", {}, count))
             notes.append(
                 f"MATH: {count} problems from the built-in generator (math-v0, seeds 1..{count}), not MATH500; "

@@ -21,22 +21,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gift.errors import ConfigError
 from gift.evaluation.stats import Estimate, SeedSpread, binomial_ci, mean_ci, seed_spread
 
 COLUMNS = ("MATH", "Matrix", "TicTacToe", "Spy", "MMLU", "MMLU-Pro", "CommonGen", "SocialIQA")
 GENERAL_COLUMNS = ("MMLU", "MMLU-Pro", "CommonGen", "SocialIQA")
 AVG = "Avg"
-COLUMN_OF_SUITE = {
+BENCHMARK_COLUMNS = {
     "math500": "MATH",
-    "math-v0": "MATH",
-    "matrix-v0": "Matrix",
-    "tictactoe-v0": "TicTacToe",
-    "spy-v0": "Spy",
     "mmlu": "MMLU",
     "mmlu-pro": "MMLU-Pro",
     "commongen": "CommonGen",
     "socialiqa": "SocialIQA",
 }
+
+
+def column_of(suite: str) -> str | None:
+    """The table column of a suite: a benchmark's, or the column in a game's registration."""
+    if suite in BENCHMARK_COLUMNS:
+        return BENCHMARK_COLUMNS[suite]
+    from gift.games.registry import REGISTRY
+
+    try:
+        protocol = REGISTRY.spec(suite).eval
+    except ConfigError:
+        return None
+    return protocol.column if protocol is not None else None
+
+
+def table_columns(rows: Sequence[TableRow]) -> tuple[str, ...]:
+    """The paper's columns, then a column for every other game (a plugin's) that has a result."""
+    extra = [c for row in rows for c in row.cells if c not in COLUMNS]
+    return (*COLUMNS, *dict.fromkeys(extra))
 _Z95 = 1.959963984540054
 
 
@@ -143,7 +159,7 @@ def baseline_table_rows(baselines: Mapping[str, Sequence[Any]]) -> list[TableRow
     """Table rows of the trivial policies from suite → `BaselineRow`s (one row per policy, one cell per game)."""
     rows: dict[str, TableRow] = {}
     for suite, entries in baselines.items():
-        column = COLUMN_OF_SUITE.get(suite)
+        column = column_of(suite)
         if column is None:
             continue
         for b in entries:
@@ -169,10 +185,11 @@ def baselines_csv(baselines: Mapping[str, Sequence[Any]]) -> str:
 
 # ---------------------------------------------------------------------------------------------- rendering
 def markdown_table(rows: Sequence[TableRow], notes: Sequence[str] = (), title: str = "Results") -> str:
-    header = ["Model", *COLUMNS, AVG]
+    columns = table_columns(rows)
+    header = ["Model", *columns, AVG]
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [(row.cells.get(c).format() if row.cells.get(c) is not None else "n/a") for c in COLUMNS]
+        cells = [(row.cells.get(c).format() if row.cells.get(c) is not None else "n/a") for c in columns]
         avg = row.average
         cells.append(avg.format() if avg is not None else "n/a")
         lines.append("| " + " | ".join([row.model.replace("|", "\\|"), *cells]) + " |")
@@ -189,9 +206,10 @@ def csv_text(rows: Sequence[TableRow]) -> str:
 
     Baseline rows are left out (they go to baselines.csv)."""
     rows = [r for r in rows if not r.baseline]
+    columns = table_columns(rows)
     multi_seed = any(c is not None and c.spread is not None for r in rows for c in r.cells.values())
     fields = ["model"]
-    for column in COLUMNS:
+    for column in columns:
         fields += [column, f"{column}_low", f"{column}_high", f"{column}_n", f"{column}_excluded"]
         if multi_seed:
             fields += [f"{column}_seed_mean", f"{column}_seed_std"]
@@ -201,7 +219,7 @@ def csv_text(rows: Sequence[TableRow]) -> str:
     writer.writeheader()
     for row in rows:
         line: dict[str, Any] = {"model": row.model}
-        for column in COLUMNS:
+        for column in columns:
             cell = row.cells.get(column)
             if cell is None:
                 continue
@@ -225,8 +243,9 @@ def csv_text(rows: Sequence[TableRow]) -> str:
 
 def rows_as_dicts(rows: Sequence[TableRow]) -> list[dict[str, Any]]:
     out = []
+    columns = table_columns(rows)
     for row in rows:
-        cells = {c: (row.cells[c].as_dict() if row.cells.get(c) is not None else None) for c in COLUMNS}
+        cells = {c: (row.cells[c].as_dict() if row.cells.get(c) is not None else None) for c in columns}
         avg = row.average
         out.append({"model": row.model, "cells": cells, AVG: _percent(avg) if avg is not None else None})
     return out
@@ -248,7 +267,7 @@ def write_report(
     paths["markdown"].write_text(markdown_table([*rows, *baseline_table_rows(baselines or {})], notes))
     paths["csv"].write_text(csv_text(rows))
     payload = {
-        "columns": [*COLUMNS, AVG],
+        "columns": [*table_columns(rows), AVG],
         "rows": rows_as_dicts(rows),
         "notes": list(notes),
         **dict(extra or {}),

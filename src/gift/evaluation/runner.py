@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,11 @@ from typing import Any
 from gift.evaluation.baselines import BASELINE_NOTE, eval_baselines
 from gift.evaluation.benchmarks_eval import run_benchmark
 from gift.evaluation.extras import exploitability_markdown, model_exploitability, run_lm_eval
-from gift.evaluation.games_eval import derive_seed, play_episodes
-from gift.evaluation.loading import load_model, release
+from gift.evaluation.games_eval import derive_seed, play_episodes, run_settings
+from gift.evaluation.loading import load_model, release, run_prompt
 from gift.evaluation.matches import rate_players
 from gift.evaluation.plan import EXPLOIT_SUITE, EvalConfig, GameJob, Plan, opponent_text, prepare
-from gift.evaluation.report import COLUMN_OF_SUITE, TableRow, summarise, write_report
+from gift.evaluation.report import TableRow, column_of, summarise, write_report
 
 __all__ = ["EvalConfig", "EvalSummary", "Plan", "build_rows", "execute", "prepare"]
 ModelLoader = Callable[..., Any]
@@ -54,6 +54,14 @@ def _pending(plan: Plan, label: str) -> bool:
 def _run_model(plan: Plan, model: Any, load: ModelLoader, log: Callable[[str], None]) -> None:
     label, store = model.label, plan.store
     opponents: dict[str, Any] = {}
+    source = getattr(model, "source", None)
+    run = run_prompt(source) if plan.cfg.run_prompts and source is not None else None
+    settings = plan.game_settings
+    if run is not None:
+        settings = run_settings(settings, run, plan.cfg.max_new_tokens_given)
+        if plan.cfg.system_prompt is not None:
+            settings = replace(settings, system_prompt=plan.cfg.system_prompt or None)
+        log(f"[{label}] playing the games with {run.describe()} (--no-run-prompt: the evaluation defaults)")
     try:
         for seed in plan.seeds:
             for job in plan.games:
@@ -65,6 +73,8 @@ def _run_model(plan: Plan, model: Any, load: ModelLoader, log: Callable[[str], N
                 if not todo:
                     continue
                 options = dict(job.options)
+                if run is not None and "parser" not in options:
+                    options["parser"] = run.parser(job.game_id)
                 if job.policy_opponent is not None:
                     options["opponent"] = _policy_opponent(job, opponents, plan, load)
                 log(f"[{label}] {job.suite} seed {seed}: {len(todo)} episodes")
@@ -72,8 +82,7 @@ def _run_model(plan: Plan, model: Any, load: ModelLoader, log: Callable[[str], N
                 def save(records: list[dict[str, Any]], job: GameJob = job, seed: int = seed) -> None:
                     store.add({"model": label, "suite": job.suite, "seed": seed, **r} for r in records)
 
-                play_episodes(job.game_id, options, todo, model, plan.game_settings,
-                              derive_seed(seed, label), save)  # fmt: skip
+                play_episodes(job.game_id, options, todo, model, settings, derive_seed(seed, label), save)
             for suite, items in plan.benchmarks.items():
                 todo_items = [it for it in items if not store.has(label, suite, it.id, seed)]
                 if todo_items:
@@ -125,8 +134,8 @@ def build_rows(plan: Plan) -> tuple[list[TableRow], dict[str, Any]]:
                 if key:
                     ends[key] = ends.get(key, 0) + 1
             detail[suite] = {"records": len(records), "outcomes": ends}
-            if suite in COLUMN_OF_SUITE:
-                cells[COLUMN_OF_SUITE[suite]] = summarise(records, suite, plan.seeds)
+            if (column := column_of(suite)) is not None:
+                cells[column] = summarise(records, suite, plan.seeds)
         rows.append(TableRow(source.label, cells))
         details[source.label] = detail
     return rows, details

@@ -145,6 +145,14 @@ class TextGame:
         """Apply another seat's answer (already taken out of its answer block): rejected or applied."""
         raise NotImplementedError(f"{self.id} has only one seat")
 
+    def brief(self) -> str:
+        """The focal seat's observation without the rules, for a person who has read them once (`gift play`)."""
+        return self.render()
+
+    def solution(self) -> str | None:
+        """What the right answer was, told at the end of `gift play` (None: nothing to tell)."""
+        return None
+
     def legal_actions(self) -> list[str] | None:
         """The focal seat's legal answers now, when they can be listed (None for open-ended answers)."""
         return None

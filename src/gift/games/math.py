@@ -98,6 +98,9 @@ class MathProblem(TextGame):
             return f"{self.problem_text}\n\nYour answer {self.answer!r} is {verdict}. The episode is over."
         return self.problem_text
 
+    def solution(self) -> str | None:
+        return f"the answer is {self.gold}" if self.gold else None
+
     def game_info(self) -> dict[str, Any]:
         return {
             "source": "generated" if self.records is None else "data",

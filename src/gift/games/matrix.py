@@ -325,6 +325,11 @@ class MatrixGame(TextGame):
             return f"{self.prompt}\n\nYou chose action {self.chosen_action}. The game is over."
         return self.prompt
 
+    def solution(self) -> str | None:
+        if not self.labels:
+            return None
+        return "the equilibrium action: " + " or ".join(str(a) for a in sorted(self.labels))
+
     def legal_actions(self) -> list[str]:
         return [str(k) for k in range(1, self.num_actions + 1)]
 

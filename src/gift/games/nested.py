@@ -203,6 +203,13 @@ class NestedGame(TextGame):
     def legal_actions(self) -> list[str] | None:
         return self.current.legal_actions()
 
+    def brief(self) -> str:
+        return self.current.brief()
+
+    def solution(self) -> str | None:
+        told = [f"{self.games[i].id}: {text}" for i in self.play_order if (text := self.games[i].solution())]
+        return "; ".join(told) or None
+
     def observe(self, seat: int) -> SeatView:
         return self.current.observe(seat)
 

@@ -411,6 +411,15 @@ class WhosTheSpy(TextGame):
             )
         return self._prompt(self.trained_seat)
 
+    def brief(self) -> str:
+        text = self.render()
+        return text[text.index("## Your turn") :] if "## Your turn" in text else text
+
+    def solution(self) -> str | None:
+        if not self._started:
+            return None
+        return f"the spy was Player {self.spy_seat} ({self.spy_word!r}; the civilians had {self.civilian_word!r})"
+
     def legal_actions(self) -> list[str] | None:
         if not self._started or self.phase != "vote":
             return None

@@ -461,6 +461,12 @@ class TicTacToe(TextGame):
             "Answer with the cell you take, for example (2, 3)."
         )
 
+    def brief(self) -> str:
+        return (
+            f"{format_board(self.board)}\nYou are Player {self.seat} ('{self.mark}'). "
+            f"Moves (row, col): {_legal_rc_text(self.board)}"
+        )
+
     def legal_actions(self) -> list[str]:
         if self.done:
             return []

@@ -229,11 +229,12 @@ class FreshRecorder:
         chat = self.messages()
         self.log.prompts.append(chat)
         assert self.codec is not None, "a model-answered seat needs a codec"
-        return self.codec.prompt_ids(chat)
+        prefix = self.codec.encode(self.settings.reply_prefix) if self.settings.reply_prefix else []
+        return self.codec.prompt_ids(chat) + prefix
 
     def reply(self, sample: Sample) -> str:
         assert self.codec is not None
-        return self.text_reply(self.codec.decode_reply(sample.token_ids))
+        return self.text_reply(self.settings.reply_prefix + self.codec.decode_reply(sample.token_ids))
 
     def text_reply(self, text: str) -> str:
         self.log.replies.append(text)
