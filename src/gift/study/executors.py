@@ -1,0 +1,86 @@
+"""Running a study's cells: locally, several at a time within a core budget, or as Slurm jobs through submitit."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from gift.study.cells import Cell, run_cell
+from gift.study.schema import SlurmSettings, Study
+
+Log = Callable[[str], None]
+
+
+def _report(log: Log, index: int, total: int, result: dict[str, Any]) -> None:
+    status = "ok" if result["returncode"] == 0 else f"FAILED (exit {result['returncode']})"
+    log(f"[{index}/{total}] {result['name']}: {result['action']} {status} {result['seconds']:.0f}s")
+
+
+def local_workers(study: Study) -> int:
+    """Runs at once: the core budget divided by each run's threads (at least one)."""
+    cores = study.cores or os.cpu_count() or 1
+    return max(1, cores // study.threads_per_run)
+
+
+def run_local(cells: Sequence[Cell], workers: int, log: Log) -> list[dict[str, Any]]:
+    """Each cell in a worker thread that waits on its `gift train` / `gift eval` subprocesses."""
+    results = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_cell, cell) for cell in cells]
+        for index, future in enumerate(as_completed(futures), start=1):
+            results.append(future.result())
+            _report(log, index, len(cells), results[-1])
+    return results
+
+
+def _executor(folder: Path, slurm: SlurmSettings, threads: int, name: str) -> Any:
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.cluster)
+    params: dict[str, Any] = {
+        "name": name,
+        "timeout_min": slurm.time,
+        "gpus_per_node": slurm.gpus_per_node,
+        "cpus_per_task": slurm.cpus_per_task or threads,
+        "tasks_per_node": 1,
+        "nodes": 1,
+    }
+    if slurm.mem_gb is not None:
+        params["mem_gb"] = slurm.mem_gb
+    if slurm.cluster == "slurm":
+        params["slurm_array_parallelism"] = slurm.array_parallelism
+        optional = {"slurm_partition": slurm.partition, "slurm_account": slurm.account,
+                    "slurm_qos": slurm.qos, "slurm_constraint": slurm.constraint}  # fmt: skip
+        params.update({k: v for k, v in optional.items() if v is not None})
+        if slurm.setup:
+            params["slurm_setup"] = list(slurm.setup)
+        if slurm.additional_parameters:
+            params["slurm_additional_parameters"] = dict(slurm.additional_parameters)
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit(study: Study, cells: Sequence[Cell], wait: bool, log: Log) -> list[dict[str, Any]]:
+    """One job per cell (a job array on Slurm); job ids go to jobs.json. With `wait`, block and return results."""
+    folder = study.folder / "slurm"
+    executor = _executor(folder, study.slurm, study.threads_per_run, f"gift-study-{study.name}")
+    with executor.batch():
+        jobs = [executor.submit(run_cell, cell) for cell in cells]
+    ids = {cell.name: str(job.job_id) for cell, job in zip(cells, jobs, strict=True)}
+    (study.folder / "jobs.json").write_text(json.dumps(ids, indent=2) + "\n")
+    log(f"submitted {len(jobs)} job(s) ({study.slurm.cluster}); logs in {folder}")
+    if not wait:
+        return []
+    results = []
+    for index, (cell, job) in enumerate(zip(cells, jobs, strict=True), start=1):
+        try:
+            results.append(job.result())
+        except Exception as exc:  # a failed job: report it, keep waiting for the others
+            results.append({"name": cell.name, "action": "job", "returncode": 1, "seconds": 0.0,
+                            "error": " ".join(str(exc).split())[-500:]})  # fmt: skip
+        _report(log, index, len(cells), results[-1])
+    return results
