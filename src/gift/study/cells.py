@@ -6,7 +6,9 @@ Every cell's training config is validated when the study is planned, so a bad ov
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -128,8 +130,8 @@ def cell_state(cell: Cell) -> str:
 
 
 def train_command(cell: Cell, resume: bool) -> list[str]:
-    """`gift train` of the cell; resuming passes the same config and overrides, so the config is unchanged."""
-    command = [sys.executable, "-m", "gift", "train"]
+    """`gift train` arguments of the cell; resuming passes the same config and overrides (the config is unchanged)."""
+    command = ["train"]
     if resume:
         command += ["--resume", cell.run_dir]
     if cell.config_path is not None:
@@ -138,8 +140,9 @@ def train_command(cell: Cell, resume: bool) -> list[str]:
 
 
 def eval_command(cell: Cell) -> list[str]:
+    """`gift eval` arguments of the cell's held-out evaluation."""
     assert cell.eval is not None
-    return [sys.executable, "-m", "gift", "eval", *eval_argv(cell.run_dir, cell.eval_dir, **cell.eval)]
+    return ["eval", *eval_argv(cell.run_dir, cell.eval_dir, **cell.eval)]
 
 
 def _environment(threads: int) -> dict[str, str]:
@@ -163,15 +166,12 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     commands = [] if state == EVALUATE else [train_command(cell, resume=state == RESUME)]
     if cell.eval is not None:
         commands.append(eval_command(cell))
+    # One interpreter runs `gift train` then `gift eval` (see gift.study.worker): torch is imported once per run.
+    worker = [sys.executable, "-m", "gift.study.worker", json.dumps(commands)]
     with open(cell.log, "a") as log:
-        for command in commands:
-            log.write(f"$ {' '.join(command)}\n")
-            log.flush()
-            done = subprocess.run(
-                command, stdout=log, stderr=subprocess.STDOUT, env=_environment(cell.threads)
-            )
-            if done.returncode != 0:
-                result["returncode"] = done.returncode
-                break
+        log.write("".join(f"$ gift {shlex.join(c)}\n" for c in commands))
+        log.flush()
+        done = subprocess.run(worker, stdout=log, stderr=subprocess.STDOUT, env=_environment(cell.threads))
+    result["returncode"] = done.returncode
     result["seconds"] = round(time.monotonic() - start, 1)
     return result

@@ -75,7 +75,7 @@ def _dry_run(cells: Sequence[Cell], log: Callable[[str], None]) -> int:
         state = cell_state(cell)
         log(f"{cell.name}: {state}")
         if state != DONE:
-            log("  " + shlex.join(train_command(cell, resume=state == "resume")[1:]))
+            log("  gift " + shlex.join(train_command(cell, resume=state == "resume")))
     return 0
 
 
