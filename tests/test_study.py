@@ -328,3 +328,35 @@ def test_submitit_local_executor_runs_and_reports(tiny_model_dir, tmp_path, monk
     last = read_metrics(Path(cell.run_dir) / "metrics.jsonl")[-1]
     (success,) = [r for r in runs if r["metric"] == "game/matrix-v0/success"]
     assert float(success["value"]) == pytest.approx(last["train/success"])  # one game: train/ is the game
+
+
+def test_held_out_scores_and_reference_rows_are_read_from_results_json(tmp_path):
+    from gift.study.evaluate import read_scores
+
+    cell = {"suite": "matrix-v0", "value": 25.0, "low": 10.0, "high": 40.0, "n": 20}
+    rows = [
+        {"model": "runs/x", "cells": {"Matrix": cell, "MATH": None}},
+        {"model": "best constant", "cells": {"Matrix": {**cell, "value": 52.0, "n": 4000}}},
+    ]
+    (tmp_path / "results.json").write_text(json.dumps({"rows": rows}))
+    scores, references = read_scores(tmp_path)
+    assert list(scores) == ["matrix-v0"] and scores["matrix-v0"].value == 0.25 and scores["matrix-v0"].n == 20
+    assert references["best constant"]["matrix-v0"].value == pytest.approx(0.52)
+    assert read_scores(tmp_path / "absent") == ({}, {})
+
+
+def test_a_failed_run_is_named_and_the_study_exits_1(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(gift.__file__).parents[1]),
+                                                      os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    path = write_study(
+        tmp_path / "f.yaml",
+        settings={"one": ["task.preset=I2"]},
+        modes=["nested"],
+        seeds=[0],
+        overrides=[f"model.name={tmp_path / 'no-such-model'}", *TINY_OVERRIDES],
+        cores=1,
+    )
+    assert gift_main(["study", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "one-nested-s0: fresh FAILED (exit 2)" in err and "1 run(s) failed: one-nested-s0" in err
+    assert "Runs finished: 0 of 1" in (tmp_path / "study" / "report.md").read_text()

@@ -31,9 +31,15 @@ def run_local(cells: Sequence[Cell], workers: int, log: Log) -> list[dict[str, A
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_cell, cell) for cell in cells]
-        for index, future in enumerate(as_completed(futures), start=1):
-            results.append(future.result())
-            _report(log, index, len(cells), results[-1])
+        try:
+            for index, future in enumerate(as_completed(futures), start=1):
+                results.append(future.result())
+                _report(log, index, len(cells), results[-1])
+        except KeyboardInterrupt:
+            # Ctrl-C reached the running runs too (same process group); start no queued one. A rerun resumes.
+            for future in futures:
+                future.cancel()
+            raise
     return results
 
 
