@@ -305,6 +305,25 @@ def test_dry_run_lists_each_run_and_runs_nothing(tiny_study, capsys):
     assert gift_main(["study", str(tiny_study["path"]), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert all(f"{name}: done" in err for name in tiny_study["cells"])
+    cell = tiny_study["cells"]["I2-nested-s1"]
+    results = Path(cell.eval_dir) / "results.json"
+    results.rename(results.with_suffix(".bak"))
+    try:  # trained but not evaluated: only the evaluation is left to do
+        assert cell_state(cell) == "evaluate"
+        assert gift_main(["study", str(tiny_study["path"]), "--dry-run"]) == 0
+        assert "I2-nested-s1: evaluate" in capsys.readouterr().err
+    finally:
+        results.with_suffix(".bak").rename(results)
+
+
+def test_an_interrupted_evaluation_is_continued(tmp_path):
+    from gift.study.evaluate import eval_argv
+
+    argv = eval_argv("runs/x", str(tmp_path), ["matrix"], 5, 8, 0.5, ["--seeds", "2"])
+    assert argv[:6] == ["--model", "runs/x", "--suite", "matrix", "--episodes", "5"]
+    assert "--resume" not in argv and argv[-2:] == ["--seeds", "2"]
+    (tmp_path / "items.jsonl").write_text("")
+    assert "--resume" in eval_argv("runs/x", str(tmp_path), ["matrix"], 5, 8, 0.5)
 
 
 def test_submitit_local_executor_runs_and_reports(tiny_model_dir, tmp_path, monkeypatch):
