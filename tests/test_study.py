@@ -326,36 +326,66 @@ def test_an_interrupted_evaluation_is_continued(tmp_path):
     assert "--resume" in eval_argv("runs/x", str(tmp_path), ["matrix"], 5, 8, 0.5)
 
 
-def test_submitit_local_executor_runs_and_reports(tiny_model_dir, tmp_path, monkeypatch):
+def _job_processes(folder: Path) -> list[int]:
+    """Pids of the submitit task processes running jobs of `folder` (the processes that handle the signal)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "submitit.core._submit" in command and str(folder) in command:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job process through /proc")
+def test_submitit_job_is_requeued_on_preemption_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    """Through `gift study` with submitit's local executor: the job gets the preemption signal after its first
+    checkpoint, requeues itself, and the requeued job resumes the run to the end."""
+    import signal
+    import threading
+
     pytest.importorskip("submitit")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(gift.__file__).parents[1]),
                                                       os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    game = ["task.preset=null", "task.games=[matrix-v0]", "task.game_options={matrix-v0: {parser: raw}}"]
     path = write_study(
         tmp_path / "slurm.yaml",
-        settings={
-            "one": [
-                "task.preset=null",
-                "task.games=[matrix-v0]",
-                "task.game_options={matrix-v0: {parser: raw}}",
-            ]
-        },
+        settings={"one": game},
         modes=["single"],
         seeds=[0],
-        overrides=[f"model.name={tiny_model_dir}", *TINY_OVERRIDES, "train.steps=1"],
+        overrides=[f"model.name={tiny_model_dir}", *TINY_OVERRIDES, "train.steps=3", "train.save_every=1"],
         executor="slurm",
-        slurm={"cluster": "local", "gpus_per_node": 0, "time": 5},
+        slurm={"cluster": "local", "gpus_per_node": 0, "time": 10},
         eval={"episodes": 0},
     )
-    assert gift_main(["study", str(path)]) == 0
-    folder = tmp_path / "study"
     (cell,) = plan_cells(load_study(path))
-    assert cell_state(cell) == "done"
-    jobs = json.loads((folder / "jobs.json").read_text())
-    assert list(jobs) == [cell.name] and jobs[cell.name]
-    runs = read_csv(folder / "runs.csv")
-    last = read_metrics(Path(cell.run_dir) / "metrics.jsonl")[-1]
-    (success,) = [r for r in runs if r["metric"] == "game/matrix-v0/success"]
-    assert float(success["value"]) == pytest.approx(last["train/success"])  # one game: train/ is the game
+    status: list[int] = []
+    study = threading.Thread(target=lambda: status.append(gift_main(["study", str(path)])))
+    study.start()
+    deadline = time.monotonic() + 120
+    from gift.study.cells import trained_steps
+
+    while trained_steps(cell.run_dir) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert trained_steps(cell.run_dir) >= 1, Path(cell.log).read_text()[-2000:]
+    (pid,) = _job_processes(tmp_path / "study" / "slurm")
+    os.kill(pid, signal.SIGUSR2)
+    study.join(timeout=180)
+    assert status == [0]
+    assert cell_state(cell) == "done" and trained_steps(cell.run_dir) == 3
+    log = Path(cell.log).read_text()
+    assert log.count("$ gift train") == 2 and f"$ gift train --resume {cell.run_dir}" in log
+    rows = read_metrics(Path(cell.run_dir) / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    jobs = json.loads((tmp_path / "study" / "jobs.json").read_text())
+    assert list(jobs) == [cell.name]
+    (success,) = [
+        r for r in read_csv(tmp_path / "study" / "runs.csv") if r["metric"] == "game/matrix-v0/success"
+    ]
+    window = [r["train/success"] for r in rows]  # final_steps: 5 (all 3); one game: train/ is the game
+    assert float(success["value"]) == pytest.approx(sum(window) / len(window))
 
 
 def test_held_out_scores_and_reference_rows_are_read_from_results_json(tmp_path):

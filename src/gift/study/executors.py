@@ -43,6 +43,19 @@ def run_local(cells: Sequence[Cell], workers: int, log: Log) -> list[dict[str, A
     return results
 
 
+class CellJob:
+    """A Slurm job of one cell. On the time-limit (or preemption) signal submitit calls `checkpoint`, which
+    requeues the same cell: the requeued job finds the run's last checkpoint and resumes from it."""
+
+    def __call__(self, cell: Cell) -> dict[str, Any]:
+        return run_cell(cell)
+
+    def checkpoint(self, cell: Cell) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(CellJob(), cell)
+
+
 def _executor(folder: Path, slurm: SlurmSettings, threads: int, name: str) -> Any:
     import submitit
 
@@ -70,15 +83,21 @@ def _executor(folder: Path, slurm: SlurmSettings, threads: int, name: str) -> An
     return executor
 
 
-def submit(study: Study, cells: Sequence[Cell], wait: bool, log: Log) -> list[dict[str, Any]]:
-    """One job per cell (a job array on Slurm); job ids go to jobs.json. With `wait`, block and return results."""
+def submit_jobs(study: Study, cells: Sequence[Cell]) -> list[Any]:
+    """One submitit job per cell (a job array on Slurm); their ids go to jobs.json."""
     folder = study.folder / "slurm"
     executor = _executor(folder, study.slurm, study.threads_per_run, f"gift-study-{study.name}")
     with executor.batch():
-        jobs = [executor.submit(run_cell, cell) for cell in cells]
+        jobs = [executor.submit(CellJob(), cell) for cell in cells]
     ids = {cell.name: str(job.job_id) for cell, job in zip(cells, jobs, strict=True)}
     (study.folder / "jobs.json").write_text(json.dumps(ids, indent=2) + "\n")
-    log(f"submitted {len(jobs)} job(s) ({study.slurm.cluster}); logs in {folder}")
+    return jobs
+
+
+def submit(study: Study, cells: Sequence[Cell], wait: bool, log: Log) -> list[dict[str, Any]]:
+    """Submit every cell; with `wait`, block until the jobs end and return their results."""
+    jobs = submit_jobs(study, cells)
+    log(f"submitted {len(jobs)} job(s) ({study.slurm.cluster}); logs in {study.folder / 'slurm'}")
     if not wait:
         return []
     results = []
