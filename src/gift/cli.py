@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "study",
         help="run and compare a grid of training runs (settings x modes x seeds)",
         description="Run the study's missing runs (finished ones are skipped, interrupted ones resumed), then "
-        "write its tables and figures (mean and 95%% CI across seeds, paired differences between modes).",
+        "write its tables and figures (mean and 95% CI across seeds, paired differences between modes).",
     )
     study.add_argument("file", metavar="STUDY.yaml", help="the study file")
     study.add_argument("--dry-run", action="store_true", help="list the runs and what each would do")
