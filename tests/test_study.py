@@ -42,6 +42,12 @@ def write_study(path: Path, **fields) -> Path:
     return path
 
 
+def child_pythonpath() -> str:
+    """PYTHONPATH for the runs' subprocesses: this gift first, so they run the code under test."""
+    parts = [str(Path(gift.__file__).parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return os.pathsep.join(p for p in parts if p)
+
+
 def user_error(capsys, *argv: str) -> str:
     """Run `gift ...`, expect exit 2 and exactly one stderr line; return it."""
     assert gift_main(list(argv)) == 2
@@ -198,9 +204,6 @@ def tiny_study(tiny_model_dir, tmp_path_factory):
     from gift.trainer import train
 
     root = tmp_path_factory.mktemp("study")
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(gift.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
-    )
     path = write_study(
         root / "tiny.yaml",
         settings={"I2": ["task.preset=I2", I2_RAW]},
@@ -216,7 +219,9 @@ def tiny_study(tiny_model_dir, tmp_path_factory):
     train(load_config(None, [*interrupted.overrides, "train.steps=1"]))
     first_row = read_metrics(Path(interrupted.run_dir) / "metrics.jsonl")[0]
     assert cell_state(interrupted) == "resume"
-    assert gift_main(["study", str(path)]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", child_pythonpath())
+        assert gift_main(["study", str(path)]) == 0
     return {"path": path, "folder": root / "study", "cells": cells, "interrupted": interrupted,
             "first_row": first_row}  # fmt: skip
 
@@ -347,8 +352,7 @@ def test_submitit_job_is_requeued_on_preemption_and_resumes(tiny_model_dir, tmp_
     import threading
 
     pytest.importorskip("submitit")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(gift.__file__).parents[1]),
-                                                      os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    monkeypatch.setenv("PYTHONPATH", child_pythonpath())
     game = ["task.preset=null", "task.games=[matrix-v0]", "task.game_options={matrix-v0: {parser: raw}}"]
     path = write_study(
         tmp_path / "slurm.yaml",
@@ -404,8 +408,7 @@ def test_held_out_scores_and_reference_rows_are_read_from_results_json(tmp_path)
 
 
 def test_a_failed_run_is_named_and_the_study_exits_1(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(gift.__file__).parents[1]),
-                                                      os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    monkeypatch.setenv("PYTHONPATH", child_pythonpath())
     path = write_study(
         tmp_path / "f.yaml",
         settings={"one": ["task.preset=I2"]},

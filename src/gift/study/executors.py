@@ -22,7 +22,12 @@ def _report(log: Log, index: int, total: int, result: dict[str, Any]) -> None:
 
 def local_workers(study: Study) -> int:
     """Runs at once: the core budget divided by each run's threads (at least one)."""
-    cores = study.cores or os.cpu_count() or 1
+    if study.cores is not None:
+        cores = study.cores
+    elif hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the machine's
+    else:
+        cores = os.cpu_count() or 1
     return max(1, cores // study.threads_per_run)
 
 

@@ -131,7 +131,7 @@ class Study(_Section):
     executor: Literal["local", "slurm"] = "local"
     """local = subprocesses on this machine within `cores`; slurm = one Slurm job per run. Default local."""
     cores: int | None = Field(None, ge=1)
-    """local: CPU cores the study may use at once. Default: all cores of this machine."""
+    """local: CPU cores the study may use at once. Default: every core this process may use."""
     threads_per_run: int = Field(1, ge=1)
     """torch threads of each run; local runs at once = cores // threads_per_run. Default 1."""
     slurm: SlurmSettings = SlurmSettings()
