@@ -6,6 +6,7 @@
     gift play tictactoe-v0 --seat watch --player random --opponent perfect
     gift train configs/f_i2_nested.yaml algo.lr=2e-6
     gift eval --help
+    gift study studies/nested-vs-mixed-cpu.yaml
 
 User errors (a bad id, option, config key or missing file) print one line to stderr and exit with status 2;
 a failed env check exits with 1. Training and evaluation modules are imported only by their subcommands.
@@ -80,6 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("items", nargs="*", metavar="[CONFIG] [KEY=VALUE]", help="config file, then overrides")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+
+    study = commands.add_parser(
+        "study",
+        help="run and compare a grid of training runs (settings x modes x seeds)",
+        description="Run the study's missing runs (finished ones are skipped, interrupted ones resumed), then "
+        "write its tables and figures (mean and 95% CI across seeds, paired differences between modes).",
+    )
+    study.add_argument("file", metavar="STUDY.yaml", help="the study file")
+    study.add_argument("--dry-run", action="store_true", help="list the runs and what each would do")
+    study.add_argument("--aggregate-only", action="store_true", help="only write tables and figures")
+    study.add_argument("--no-wait", action="store_true", help="executor slurm: submit and return")
 
     commands.add_parser(
         "eval",
@@ -247,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _play(args)
         if args.command == "train":
             return _train(args.items, args.resume)
+        if args.command == "study":
+            from gift.study import run_study
+
+            return run_study(args.file, args.dry_run, args.aggregate_only, wait=not args.no_wait)
         return _eval(extra)
     except ConfigError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
