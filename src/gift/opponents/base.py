@@ -115,9 +115,9 @@ class SeatTurn:
             feedback=self.feedback,
         )
 
-    def answered(self) -> None:
-        """The attempt's reply arrived (accepted or not): count its latency."""
-        self.player.stats.add(latency_s=time.perf_counter() - self.started)
+    def answered(self, seconds: float | None = None) -> None:
+        """The attempt's reply arrived (accepted or not): count its latency (`seconds` when measured apart)."""
+        self.player.stats.add(latency_s=time.perf_counter() - self.started if seconds is None else seconds)
 
     def rejected(self, reply: str, why: str) -> bool:
         """The game refused `reply`; True when another attempt is left."""

@@ -258,16 +258,18 @@ class _Driver:
             self.in_flight[future] = (ep, seat)
             self.stats.max_in_flight = max(self.stats.max_in_flight, len(self.in_flight))
             return False
-        self._judge(ep, seat, _call(player, request))
+        self._judge(ep, seat, *_call(player, request))
         return True
 
-    def _judge(self, ep: Episode, seat: int, reply: str | BaseException) -> None:
-        """Apply another seat's reply, or decide on a retry or a forfeit (`SeatTurn`'s policy)."""
+    def _judge(self, ep: Episode, seat: int, reply: str | BaseException, seconds: float | None = None) -> None:
+        """Apply another seat's reply, or decide on a retry or a forfeit (`SeatTurn`'s policy).
+
+        `seconds` is how long the player itself took (not the time its reply waited for the driver)."""
         game, turn = ep.game, ep.seat_turn
         assert turn is not None
-        turn.answered()
+        turn.answered(seconds)
         counts = self.stats.game(_seat_game(game))
-        counts.latency_s += time.perf_counter() - turn.started
+        counts.latency_s += seconds if seconds is not None else time.perf_counter() - turn.started
         if isinstance(reply, BaseException):
             counts.errors += 1
             retry = turn.failed(reply)
@@ -297,7 +299,7 @@ class _Driver:
         landed = [f for f in self.in_flight if f.done()]
         for future in sorted(landed, key=lambda f: self.in_flight[f][0].index):
             ep, seat = self.in_flight.pop(future)
-            self._judge(ep, seat, future.result())
+            self._judge(ep, seat, *future.result())
             self.todo.append(ep)
         return bool(landed)
 
@@ -335,8 +337,11 @@ def _seat_game(game: TextGame) -> str:
     return current.id if current is not None else game.id
 
 
-def _call(player: Opponent, request: Any) -> str | BaseException:
+def _call(player: Opponent, request: Any) -> tuple[str | BaseException, float]:
+    """The player's reply (or its error) and how long it took."""
+    start = time.perf_counter()
     try:
-        return player.act(request)
+        reply: str | BaseException = player.act(request)
     except OpponentError as err:
-        return err
+        reply = err
+    return reply, time.perf_counter() - start
