@@ -103,6 +103,9 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256
+    """Listen backlog (the stdlib's is 5): with more simultaneous connects the kernel drops SYNs and each
+    dropped client waits a 1 s retransmission, which reads as opponent latency."""
     chat: ChatServer
 
 
