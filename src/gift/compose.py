@@ -206,7 +206,7 @@ def _as_task(spec: Any) -> Task:
 
 
 class TaskSampler:
-    """Which task and seed each rollout group of a training step gets (paper-notes §5, "Seeds").
+    """Which task and seed each rollout group of a training step gets (the paper's training setup, seeds).
 
     `tasks` is {task: groups per step} or a list of (task, groups) where a task is a game id, a preset name
     (a nested composite), {"id": ..., "name": ..., **options} or a `Task`. Groups are laid out task by task;

@@ -5,7 +5,7 @@ Two strategies share these pieces:
 - the training chat (`gift.rollout.transcript.ChatCodec` keeps it token-exact): a system message, then one user
   message per turn — "Turn t:", the observation, the budget left, the answer instruction — with the step reward
   in front of every block after the first;
-- a fresh single-turn prompt per move (the paper's evaluation, GIFT Appendix C, and every LLM opponent): the
+- a fresh single-turn prompt per move (the paper's evaluation, the paper's evaluation protocol, and every LLM opponent): the
   system message and one user message holding the feedback on a rejected attempt (if any), the observation
   and the instruction, each exactly once.
 

@@ -31,7 +31,7 @@ from gift.games.matrix import (
 )
 from gift.games.matrix_prompts import LAYOUTS, render_prompt
 
-# (game, sign) -> (P1 answer, P2 answer), the reference labels of paper-notes §3.1.
+# (game, sign) -> (P1 answer, P2 answer), the reference labels of the paper's Matrix Games environment.
 PAPER_LABELS = {
     (0, 1): (2, 2), (0, -1): (1, 1),
     (1, 1): (1, 2), (1, -1): (1, 2),

@@ -1,7 +1,7 @@
 """StarPO* algorithm pieces as small pure torch functions: advantages, group filtering, policy loss.
 
 The rollout loop computes trajectory rewards, calls `filter_groups` and `compute_advantages`; the trainer spreads
-the advantages over sampled tokens and minimises `policy_loss` (paper-notes §4).
+the advantages over sampled tokens and minimises `policy_loss` (the paper's RL algorithm, StarPO*).
 """
 
 from gift.algorithms.advantages import (

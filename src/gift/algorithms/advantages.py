@@ -2,7 +2,7 @@
 
 Every estimator maps one scalar reward per trajectory (the sum of its step rewards, format penalties included) and
 a group id per trajectory (rollouts that share a task seed form a group) to one advantage per trajectory. The
-caller spreads that advantage over every sampled token of the trajectory (see paper-notes §4.3): GIFT uses no
+caller spreads that advantage over every sampled token of the trajectory (see the paper's advantage computation): GIFT uses no
 turn-level credit assignment.
 
 Singleton groups get advantage 0 under every estimator: a lone sample has no in-group baseline, so any non-zero

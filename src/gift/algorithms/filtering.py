@@ -3,7 +3,7 @@
 A group whose members all earn the same reward has zero advantage everywhere and contributes no policy gradient,
 only noise in the loss normaliser and wasted compute. RAGEN's StarPO-S (Wang et al. 2025, "RAGEN: Understanding
 Self-Evolution in LLM Agents via Multi-Turn Reinforcement Learning") therefore keeps the groups with the largest
-in-group reward std; GIFT's StarPO* keeps the top 25% of groups each step (paper-notes §4.4), ranked globally
+in-group reward std; GIFT's StarPO* keeps the top 25% of groups each step (the paper's trajectory filtering), ranked globally
 across tasks.
 """
 

@@ -1,6 +1,6 @@
 """General-ability benchmarks with a model: prompts, batched generation, scoring, one record per item.
 
-Prompt (paper-notes §6): a system message, then one user message with the item text and the same answer-format
+Prompt (the paper's evaluation protocol): a system message, then one user message with the item text and the same answer-format
 instruction as the games. The answer is the reply's answer block (`scorers.answer_block`); multiple choice scores
 the chosen letter, MATH uses Math-Verify, CommonGen asks a judge to compare the sentence with one human reference
 in a random A/B order. The order and the reference come from an rng seeded by (seed, item id), so they do not

@@ -1,4 +1,4 @@
-"""In-domain game evaluation with the paper's protocol (GIFT §4.1 and Appendix C).
+"""In-domain game evaluation with the paper's protocol (the paper's evaluation protocol).
 
 Every turn of the evaluated model is a *fresh single-turn prompt*: the system prompt, then one user message with
 the game's current observation and the format instruction. Earlier replies are not in the chat (training uses a

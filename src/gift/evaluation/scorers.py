@@ -1,6 +1,6 @@
 """Answer extraction and scoring for the benchmarks: pure functions that never raise on model text.
 
-The rule for every benchmark (paper-notes §6): the answer is the content of the reply's answer block, taken by
+The rule for every benchmark (the paper's evaluation protocol): the answer is the content of the reply's answer block, taken by
 `gift.games.protocol.parse_lenient` (the last `<answer>` block, closed or not). A reply without any `<answer>` tag
 has no answer and scores as wrong — it is never re-read from the reasoning, so a model cannot earn credit for a
 letter it merely mentioned while thinking. (`score_math(..., flexible=True)` is the one documented exception,

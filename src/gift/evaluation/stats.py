@@ -1,7 +1,7 @@
 """Honest numbers: every score leaves with a confidence interval and the number of items behind it.
 
 The paper reports single runs of 100 games without error bars, where the 95% interval is about ±10 points
-(paper-notes §6). These helpers make the interval the default: `binomial_ci` for success rates, `mean_ci` for
+(the paper's evaluation protocol). These helpers make the interval the default: `binomial_ci` for success rates, `mean_ci` for
 averaged scores such as TicTacToe's win 1 / draw 0.5 / loss 0, and `seed_spread` for repeated runs.
 
 Wilson intervals need only the standard library; Clopper–Pearson and the t-interval use scipy, which nashpy

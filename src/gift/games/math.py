@@ -7,7 +7,7 @@ The seed picks the problem, so a GRPO group that shares a seed answers the same 
 Grading (`gift.grading.grade_math`) accepts any answer that math-verify finds equivalent to the gold answer:
 "3/4", "0.75", "\\frac{3}{4}" and "\\boxed{3/4}" are all right. For generated problems the answer must also be a
 number rather than an expression still to be evaluated, so repeating the question's expression earns nothing;
-data problems are graded by math-verify alone, as in the reference setup (paper-notes §3.4).
+data problems are graded by math-verify alone, as in the reference setup (the paper's Math environment).
 """
 
 from __future__ import annotations

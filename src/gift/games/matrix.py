@@ -1,6 +1,6 @@
 """Matrix Games (`matrix-v0`): one turn, pick your Nash-equilibrium action from a two-player payoff table.
 
-Each episode draws one of nine classic bimatrix games (paper-notes §3.1), optionally negates it (games 0–6),
+Each episode draws one of nine classic bimatrix games (the paper's Matrix Games environment), optionally negates it (games 0–6),
 shifts every payoff by a constant, assigns the reader a role and a prompt layout. The answer is graded against a
 label set computed on the episode's actual matrices, under one of two rules:
 
@@ -80,7 +80,7 @@ GAMES: tuple[MatrixSpec, ...] = (
     ),
     MatrixSpec("Weakly Dominated", ((5, 4), (6, 3), (6, 4)), ((1, 0), (0, 1), (4, 1))),
 )
-"""The nine games of paper-notes §3.1, in the reference order (the index is the game id)."""
+"""The nine games of the paper's Matrix Games environment, in the reference order (the index is the game id)."""
 
 NEGATABLE = frozenset(range(7))
 """Games that the per-episode sign flip may negate (the reference never negates 7 and 8)."""

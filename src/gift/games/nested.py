@@ -1,4 +1,4 @@
-"""Nested games (GIFT §3.2): several games played in a row in one trajectory, with one budget and a joint reward.
+"""Nested games (the paper's nested training): several games played in a row in one trajectory, with one budget and a joint reward.
 
     game = make("nested-v0", games=["math-v0", "matrix-v0", "tictactoe-v0"])   # or games="F+I2"
     obs, info = game.reset(seed=7)
@@ -55,7 +55,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "F+I3": ("math-v0", "matrix-v0", "tictactoe-v0", "spy-v0"),
     "I2": ("matrix-v0", "tictactoe-v0"),
 }
-"""The paper's task sets (GIFT §4.1, Table 1), in the sub-game order it uses for nested training."""
+"""The paper's task sets (the paper's task settings), in the sub-game order it uses for nested training."""
 
 
 def combine(combinator: str, rewards: Sequence[float], successes: Sequence[bool]) -> float:

@@ -31,7 +31,7 @@ ENTRY_POINT_GROUP = "gift.games"
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """How `gift eval` plays a game: the paper's protocol for it (GIFT §4.1, Appendix C)."""
+    """How `gift eval` plays a game: the paper's protocol for it (the paper's evaluation protocol)."""
 
     column: str
     """The results table's column, e.g. "TicTacToe"."""

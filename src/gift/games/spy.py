@@ -49,7 +49,7 @@ __all__ = [
 NUM_PLAYERS = 4
 DESCRIPTION_ROUNDS = 2
 INVALID_PENALTY = -0.1
-"""Charged for an invalid description or vote (paper-notes §3.3); the player then tries again."""
+"""Charged for an invalid description or vote (the paper's Who's the Spy environment); the player then tries again."""
 SPY_BOTS = MappingProxyType({"bot": SpyBot})
 _SLOTS = NUM_PLAYERS * (DESCRIPTION_ROUNDS + 1)
 """Turn order: every seat in round 1, every seat in round 2, every seat's vote."""

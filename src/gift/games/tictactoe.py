@@ -288,7 +288,7 @@ class TicTacToe(TextGame):
     first player, used for evaluation); `seat` (None: drawn per episode; 1 or 2: the focal seat is fixed);
     `opponent_tries` (attempts the other seat gets per move before it forfeits); `illegal_move` ("penalty": an
     illegal move of the focal seat costs -0.1 and a turn and the game goes on; "loss": it loses the game at once,
-    the paper's evaluation rule, GIFT Appendix C).
+    the paper's evaluation rule, the paper's evaluation protocol).
     """
 
     id = "tictactoe-v0"

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEFAULT_TRIES = 3
-"""Attempts an opponent gets to produce a legal move (paper-notes §3.2: `max_env_try=3`)."""
+"""Attempts an opponent gets to produce a legal move (the paper's TicTacToe environment: `max_env_try=3`)."""
 
 
 class OpponentError(RuntimeError):

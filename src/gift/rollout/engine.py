@@ -11,7 +11,7 @@ while the other seats answer on their own. Each `Trajectory` keeps the token-exa
     sampled_logprobs  the sampling log-prob at each sampled position, 0.0 elsewhere
 
 Turn t is generated from exactly `input_ids` as it stands before turn t, so the trainer's prefix is what the model
-saw. The trajectory score is the sum of every step reward, penalties included (GIFT §3.3).
+saw. The trajectory score is the sum of every step reward, penalties included (the paper's reward design).
 """
 
 from __future__ import annotations

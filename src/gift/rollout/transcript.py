@@ -1,6 +1,6 @@
 """The policy's chat transcript and its token bookkeeping (token-in/token-out).
 
-Layout of one trajectory (paper-notes §2.3, in our own wording):
+Layout of one trajectory (the paper's rollout format, in our own wording):
 
     system     the system prompt
     user       "Turn 1:" / observation / "You have N actions left." / format instruction
