@@ -115,7 +115,7 @@ def driver_metrics(stats: Any, backend: Any) -> dict[str, float]:
             {
                 f"opponent/{game}/calls": float(seat.calls),
                 f"opponent/{game}/errors": float(seat.errors),
-                f"opponent/{game}/rejected": float(seat.rejected),
+                f"opponent/{game}/rejected": float(seat.invalid),
                 f"opponent/{game}/forfeits": float(seat.forfeits),
                 f"opponent/{game}/latency_s": seat.latency_s / calls,
             }

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gift.games.base import TextGame
-from gift.opponents.base import Opponent, OpponentError, SeatTurn
+from gift.opponents.base import Opponent, OpponentError, OpponentStats, SeatTurn
 from gift.rollout.backends import GenerationBackend, Sample
 
 MAX_ENDPOINT_THREADS = 256
@@ -102,20 +102,6 @@ class Episode:
 
 
 @dataclass
-class SeatStats:
-    """Calls to the players of one game's other seats, for the metrics."""
-
-    calls: int = 0
-    errors: int = 0
-    rejected: int = 0
-    forfeits: int = 0
-    latency_s: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(vars(self))
-
-
-@dataclass
 class DriverStats:
     generate_calls: int = 0
     prompts: int = 0
@@ -126,10 +112,11 @@ class DriverStats:
     kv_cached_tokens: int = 0
     kv_prefilled_tokens: int = 0
     """Prefix-cache counters of the policy's backend during this drive (when it keeps one)."""
-    per_game: dict[str, SeatStats] = field(default_factory=dict)
+    per_game: dict[str, OpponentStats] = field(default_factory=dict)
+    """The other seats' calls, errors, rejected replies, forfeits and latency, per game."""
 
-    def game(self, game_id: str) -> SeatStats:
-        return self.per_game.setdefault(game_id, SeatStats())
+    def game(self, game_id: str) -> OpponentStats:
+        return self.per_game.setdefault(game_id, OpponentStats())
 
 
 Others = Callable[[TextGame, int], tuple[Opponent, int]]
@@ -248,7 +235,7 @@ class _Driver:
             ep.seat_turn = SeatTurn(*self.others(game, seat))
         turn = ep.seat_turn
         request = turn.request(game, seat)
-        self.stats.game(_seat_game(game)).calls += 1
+        self.stats.game(_seat_game(game)).add(calls=1)
         player = turn.player
         if hasattr(player, "generate_replies"):
             self.waiting_model.setdefault(id(player), (player, []))[1].append((ep, seat, request))
@@ -269,19 +256,19 @@ class _Driver:
         assert turn is not None
         turn.answered(seconds)
         counts = self.stats.game(_seat_game(game))
-        counts.latency_s += seconds if seconds is not None else time.perf_counter() - turn.started
+        counts.add(latency_s=seconds if seconds is not None else time.perf_counter() - turn.started)
         if isinstance(reply, BaseException):
-            counts.errors += 1
+            counts.add(errors=1)
             retry = turn.failed(reply)
         else:
             outcome = game.play_other(seat, reply)
             if outcome.valid:
                 ep.seat_turn = None
                 return
-            counts.rejected += 1
+            counts.add(invalid=1)
             retry = turn.rejected(reply, outcome.message)
         if not retry:
-            counts.forfeits += 1
+            counts.add(forfeits=1)
             ep.seat_turn = None
             game.forfeit(seat)
 
