@@ -456,3 +456,16 @@ def test_constant_answer_success_matches_the_known_priors():
     assert constant_answer_success({"games": [0], "negate": False, "role": 1}) == {"1": 0, "2": 1}
     with pytest.raises(ConfigError, match="permute_actions"):
         constant_answer_success({"permute_actions": "yes"})
+
+
+def test_labels_do_not_depend_on_the_payoff_offset_that_the_cache_ignores():
+    from gift.games.matrix import _key, _label_actions
+
+    for game in range(6):  # the small games: their support enumeration is quick
+        for sign in (1, -1):
+            for offset in (100, -100, 7):
+                A, B = payoff_matrices(game, sign, offset)
+                for role in (1, 2):
+                    for rule in ("paper", "pure"):
+                        own = _label_actions(_key(A), _key(B), role, rule)
+                        assert label_actions(A, B, role, rule) == own, (game, sign, offset, role, rule)

@@ -130,7 +130,7 @@ def label_actions(A: np.ndarray, B: np.ndarray, role: int, rule: str = "paper") 
     """The 1-indexed actions of player `role` (1 or 2) that count as correct under `rule` ("paper" or "pure")."""
     check_choice("role", role, (1, 2))
     check_choice("label_rule", rule, LABEL_RULES)
-    return _label_actions(_key(A), _key(B), int(role), rule)
+    return _label_actions(_shifted_key(A), _shifted_key(B), int(role), rule)
 
 
 def permute_actions(
@@ -160,6 +160,14 @@ def _key(M: np.ndarray | Sequence[Sequence[float]]) -> tuple[tuple[float, ...], 
     if arr.ndim != 2 or arr.size == 0:
         raise ConfigError(f"payoff matrix must be a non-empty 2-D array, got shape {arr.shape}")
     return tuple(tuple(float(x) for x in row) for row in arr)
+
+
+def _shifted_key(M: np.ndarray | Sequence[Sequence[float]]) -> tuple[tuple[float, ...], ...]:
+    """The cache key of a player's payoffs up to a constant: equilibria do not move when every payoff of a
+    player shifts by one constant (the ±100 offsets), so each game's labels are computed once, not per offset
+    (support enumeration of the 6x6 game takes about a second). Tested to give the offsets' own labels."""
+    arr = np.asarray(M, dtype=float)
+    return _key(arr - arr.min()) if arr.size else _key(arr)
 
 
 @lru_cache(maxsize=512)
