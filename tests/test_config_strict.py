@@ -194,3 +194,135 @@ def test_wandb_without_the_package_is_one_line() -> None:
     cfg = load_config(None, ["task.preset=F+I1", "model.name=.", "train.wandb_project=p"])
     with pytest.raises(ConfigError, match="needs the package 'wandb'.*pip install wandb"):
         check_environment(cfg)
+
+
+# -------------------------------------------------------------------------- fuzz inside game and opponent options
+def _constructor_options(factory) -> list[str]:
+    import inspect
+
+    params = inspect.signature(factory).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _game_options(game_id: str) -> list[str]:
+    from gift.games.registry import spec
+
+    return _constructor_options(spec(game_id).load())
+
+
+OPTION_GAMES = ["matrix-v0", "tictactoe-v0", "spy-v0", "math-v0"]
+FINITE = st.one_of(
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+    st.none(),
+    st.lists(st.integers(-3, 3), max_size=3),
+)
+NEW_KEY = TEXT.filter(lambda k: k not in ("id", "kind"))
+
+
+def _where_options(game_id: str, options: dict, path: str) -> list[str]:
+    """Overrides that put `options` on `game_id` by one of the three ways a config can."""
+    entry = json.dumps({"id": game_id, **options}, ensure_ascii=False)
+    if path == "entry":
+        return ["task.preset=null", "task.mode=single", f"task.games=[{entry}]"]
+    if path == "nested":
+        return ["task.preset=null", "task.mode=nested", f"task.games=[matrix-v0, {entry}]"]
+    given_options = json.dumps({game_id: options}, ensure_ascii=False)
+    return [
+        "task.preset=null",
+        "task.mode=single",
+        f"task.games=[{game_id}]",
+        f"task.game_options={given_options}",
+    ]
+
+
+def _refusal(overrides: list[str]) -> str | None:
+    """None when the options are taken; the one-line message otherwise (any other exception fails the test)."""
+    try:
+        _tasks(*overrides)
+    except ConfigError as err:
+        assert "\n" not in str(err), str(err)
+        return str(err)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(OPTION_GAMES),
+    st.sampled_from(["entry", "game_options", "nested"]),
+    st.data(),
+)
+def test_fuzz_game_options_unknown_keys_are_named_with_what_is_allowed(game_id, path, data) -> None:
+    allowed = [k for k in _game_options(game_id) if k != "opponent"]  # opponents have their own fuzz
+    known = data.draw(st.dictionaries(st.sampled_from(allowed), FINITE, max_size=2))
+    extra = data.draw(st.dictionaries(NEW_KEY.filter(lambda k: k not in allowed), FINITE, max_size=2))
+    message = _refusal(_where_options(game_id, {**known, **extra}, path))
+    if extra:
+        assert message is not None, f"unknown options {list(extra)} for {game_id} were accepted"
+        assert any(repr(k) in message for k in extra) and "allowed options" in message, message
+
+
+def _opponent_kinds() -> dict[str, tuple[str, list[str]]]:
+    """kind → (a game that takes it, its option names)."""
+    from gift.games.spy import SPY_BOTS
+    from gift.games.tictactoe import BOTS
+    from gift.opponents.openai_client import OpenAIChatOpponent
+
+    kinds = {kind: ("tictactoe-v0", _constructor_options(cls)) for kind, cls in BOTS.items()}
+    kinds.update({kind: ("spy-v0", _constructor_options(cls)) for kind, cls in SPY_BOTS.items()})
+    kinds["openai"] = ("tictactoe-v0", _constructor_options(OpenAIChatOpponent))
+    return kinds
+
+
+OPPONENT_KINDS = _opponent_kinds()
+OPENAI_VALUES = {"base_url": st.sampled_from(["http://127.0.0.1:9/v1", "ftp://x", ""]), "model": TEXT}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(OPPONENT_KINDS)), st.sampled_from(["entry", "game_options", "nested"]), st.data()
+)
+def test_fuzz_opponent_options_unknown_keys_are_named_with_what_is_allowed(kind, path, data) -> None:
+    game_id, allowed = OPPONENT_KINDS[kind]
+    known = {}
+    for key in data.draw(st.lists(st.sampled_from(allowed), unique=True, max_size=3)) if allowed else []:
+        known[key] = data.draw(OPENAI_VALUES.get(key, FINITE))
+    extra = data.draw(st.dictionaries(NEW_KEY.filter(lambda k: k not in allowed), FINITE, max_size=2))
+    opponent = {"kind": kind, **known, **extra}
+    message = _refusal(_where_options(game_id, {"opponent": opponent}, path))
+    if extra:
+        assert message is not None, f"unknown options {list(extra)} for opponent {kind!r} were accepted"
+        assert any(repr(k) in message for k in extra) and "allowed options" in message, message
+    elif kind == "openai" and not {"base_url", "model"} <= set(known):
+        missing = {"base_url", "model"} - set(known)
+        assert message is not None and "needs" in message and all(m in message for m in missing), message
+
+
+@pytest.mark.parametrize(
+    ("games", "options", "expected"),
+    [
+        ("[{bogus: 1}]", None, "task.games[0] has no 'id'"),
+        ("[{id: 5}]", None, "task.games[0] has id=5"),
+        (
+            "[tictactoe-v0]",
+            "{opponent: {kind: random, depth: 3}}",
+            "unknown option 'depth' for opponent 'random'",
+        ),
+        ("[tictactoe-v0]", "{opponent: {kind: [1]}}", "opponent kind=[1] must be a name"),
+        ("[tictactoe-v0]", "{opponent: {kind: self, x: 1}}", "'self' (self-play) takes no options"),
+        ("[tictactoe-v0]", "{opponent: {kind: openai, model: m}}", "opponent 'openai' needs base_url"),
+        (
+            "[spy-v0]",
+            "{opponent: {kind: bot, bogus: 1}}",
+            "'bogus' for opponent 'bot'; allowed options: noise",
+        ),
+    ],
+)
+def test_bad_entries_and_opponents_are_one_line(games, options, expected) -> None:
+    overrides = ["task.preset=null", "task.mode=single", f"task.games={games}"]
+    if options is not None:
+        overrides.append(f"task.game_options={{{games[1:-1]}: {options}}}")
+    message = _refusal(overrides)
+    assert message is not None and expected in message, message

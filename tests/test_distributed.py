@@ -16,7 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "accelerate"
 TIMEOUT = 240
-# A tiny, fast run: 3 groups of 2 on the matrix game, 2-token replies, mini-batches of 2, micro-batches of 1.
+# A tiny, fast run: 3 groups of 2 on the matrix game, 2-token replies, mini-batches of 2 (over all processes),
+# micro-batches of 1.
 COMMON = [
     "task.preset=null",
     "task.mode=single",
@@ -164,7 +165,7 @@ def traj(seed):
 # Rank 0 trains on three trajectories; rank 1's groups were all filtered out: it has nothing but a spare.
 mine = [traj(rank * 10 + i) for i in range(3)]
 plan = UpdatePlan(mine, [1.0, -0.5, 0.2]) if rank == 0 else UpdatePlan([], [])
-algo = AlgorithmSettings(mini_batch_size=2, micro_batch_size=1, ppo_epochs=2)
+algo = AlgorithmSettings(mini_batch_size=4, micro_batch_size=1, ppo_epochs=2)  # global: 2 per process
 shape = plan_shape(len(plan.trajectories), algo, acc)
 metrics = ppo_update(model, optimizer, scheduler, plan, algo, acc, 0, step_seed=3,
                      micro_batches_per_minibatch=shape, spare=mine[0])
@@ -237,7 +238,7 @@ for share in (True, False):
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = acc.prepare(model, optimizer)
-    algo = AlgorithmSettings(mini_batch_size=6, micro_batch_size=3, ppo_epochs=2, grad_clip=1e9,
+    algo = AlgorithmSettings(mini_batch_size=12, micro_batch_size=3, ppo_epochs=2, grad_clip=1e9,
                              share_prefix=share)
     ppo_update(model, optimizer, scheduler, plan, algo, acc, 0, step_seed=5,
                micro_batches_per_minibatch=plan_shape(len(trajs), algo, acc), spare=trajs[0])

@@ -4,7 +4,9 @@ A checkpoint folder `step-XXXXXX` holds the model (or only the LoRA adapter) and
 `save_pretrained` (weights in safetensors), `trainer.pt` (optimizer, scheduler, step, the task sampler's counter,
 every RNG state: tensors and plain Python values only, read back with `torch.load(weights_only=True)`, so a
 crafted file cannot run code), the frozen self-play opponent in `self_play.safetensors`, `gift_config.json`;
-under DeepSpeed also `engine/`, DeepSpeed's own checkpoint. `manifest.json` lists the step, the run id and the
+under DeepSpeed also `engine/`, DeepSpeed's own checkpoint, which DeepSpeed unpickles in full: its files are
+scanned first and refused unless every global they name is one DeepSpeed writes (`check_engine_files`).
+`manifest.json` lists the step, the run id and the
 size and SHA-256 of every file; resume checks all of it (`resume_checkpoint`) and falls back to the newest
 older checkpoint that passes, with a warning.
 
@@ -43,6 +45,21 @@ _REQUIRED = (TRAINER_STATE, CONFIG)
 
 class CheckpointError(ConfigError):
     """A checkpoint that is damaged, incomplete, unsafe or from another run: one line naming the file."""
+
+
+DEEPSPEED_GLOBALS = frozenset(
+    {
+        "deepspeed.runtime.zero.config.ZeroStageEnum",  # the ZeRO stage of an optimizer partition
+        "deepspeed.runtime.fp16.loss_scaler.LossScaler",  # ZeRO-1/2/3 optimizers save their loss scaler
+        "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+        "deepspeed.utils.tensor_fragment.fragment_address",  # parameter slice mappings (ZeRO-1/2, bf16)
+    }
+)
+"""What DeepSpeed's checkpoint files hold beyond torch's weights-only set, from its source: the engine's
+`_common_checkpoint_state` and `_save_zero_checkpoint`, and the `state_dict` of its ZeRO-1/2
+(`stage_1_and_2.py`), ZeRO-3 (`stage3.py`) and bf16 optimizers. The rest is tensors, OrderedDicts of
+`torch.Size`, sets, numbers, strings and the config as a dict. Checked against the files DeepSpeed 0.19.8
+writes for ZeRO-2 and ZeRO-3 in fp32 and bf16 (the first three globals; fp16 adds the dynamic scaler)."""
 
 
 # ------------------------------------------------------------------------------------------------ RNG
@@ -226,6 +243,8 @@ def verify_checkpoint(ckpt: str | os.PathLike, run_id: str | None = None) -> dic
             raise CheckpointError(f"{path} is missing")
         if path.stat().st_size != entry.get("size") or _file_digest(path) != entry.get("sha256"):
             raise CheckpointError(f"{path} is damaged (its size or SHA-256 differs from the manifest)")
+    if (ckpt / ENGINE_DIR).is_dir():
+        check_engine_files(ckpt / ENGINE_DIR)
     state = load_trainer_state(ckpt)
     if state.get("step") != manifest["step"]:
         raise CheckpointError(
@@ -260,6 +279,30 @@ def resume_checkpoint(
     if problems:
         raise CheckpointError(f"--resume: no usable checkpoint under {root}: {problems[0]}")
     raise CheckpointError(f"--resume: no complete checkpoint under {root}")
+
+
+def check_engine_files(folder: str | os.PathLike) -> None:
+    """Refuse DeepSpeed's own files (`engine/`) if loading them could run code.
+
+    DeepSpeed reads them with full pickles (`weights_only=False`); scanning the pickles' globals first, without
+    unpickling anything, lets through only torch's weights-only set and `DEEPSPEED_GLOBALS`.
+    """
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+
+    for path in sorted(Path(folder).rglob("*.pt")):
+        try:
+            found = get_unsafe_globals_in_checkpoint(path)
+        except Exception as err:  # noqa: BLE001 - a file that cannot be scanned is not loaded either
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise CheckpointError(
+                f"{path} cannot be checked (not a torch checkpoint file): {first}"
+            ) from None
+        unsafe = sorted(set(found) - DEEPSPEED_GLOBALS)
+        if unsafe:
+            raise CheckpointError(
+                f"{path} names {unsafe[0]!r}, which DeepSpeed never writes: loading it could run code, "
+                "so it is refused"
+            )
 
 
 def load_trainer_state(ckpt: str | os.PathLike) -> dict[str, Any]:

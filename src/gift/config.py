@@ -170,8 +170,9 @@ class AlgorithmSettings(_Section):
     ppo_epochs: int = Field(1, ge=1)
     """Passes over each step's kept trajectories. Default 1 (code)."""
     mini_batch_size: int = Field(16, ge=1)
-    """Trajectories per optimizer step on each process: N processes make 1/N of the optimizer steps of one, each
-    over N × this many trajectories (README, "Another model, GPUs"). Default 16 (code, single/nested math)."""
+    """Trajectories per optimizer step over all processes (as TRL's global batch): each of N processes trains on
+    1/N of it, so a config makes the same optimizer steps on any process count; must be a multiple of N.
+    Default 16 (code, single/nested math)."""
     micro_batch_size: int = Field(4, ge=1)
     """Trajectories per forward/backward on each process (gradient accumulation up to the mini-batch). Default 4."""
     share_prefix: bool = True

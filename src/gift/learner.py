@@ -3,6 +3,9 @@
 Kept small and top-to-bottom like CleanRL: `prepare_update` turns trajectories into per-trajectory advantages and
 picks the groups to train on; `ppo_update` runs epochs × mini-batches × micro-batches of forward/backward with
 gradient accumulation and one optimizer step per mini-batch.
+
+`algo.mini_batch_size` is global (as TRL's global batch): each of N processes trains on 1/N of every mini-batch,
+so a config makes the same optimizer steps on one process as on N with equal shares (`local_mini_batch`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from accelerate.utils import DistributedType
 from gift.algorithms import compute_advantages, filter_groups, gather_logprobs, policy_loss
 from gift.algorithms.losses import entropy_from_logits
 from gift.config import AlgorithmSettings
+from gift.errors import ConfigError
 from gift.rollout import Trajectory
 from gift.shared_prefix import can_share, forward, plan_prefixes, shared_token_logprobs
 
@@ -112,6 +116,19 @@ def token_logprobs(
     return logprobs, entropy
 
 
+def local_mini_batch(algo: AlgorithmSettings, processes: int) -> int:
+    """Each process's share of a mini-batch. `algo.mini_batch_size` counts trajectories per optimizer step over
+    all processes, so that the number of optimizer steps does not depend on how many processes train."""
+    size = algo.mini_batch_size
+    if processes < 1 or size % processes:
+        up = -(-size // max(processes, 1)) * max(processes, 1)
+        raise ConfigError(
+            f"algo.mini_batch_size={size} must be a multiple of the {processes} training processes (it counts "
+            f"trajectories per optimizer step over all of them); use {up} or another multiple of {processes}"
+        )
+    return size // processes
+
+
 def _chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -131,6 +148,9 @@ def ppo_update(
     old_model: Any = None,
 ) -> dict[str, float]:
     """PPO epochs over the plan; returns averaged metrics. Every process must call this the same number of times.
+
+    Each process cuts its own trajectories into mini-batches of `local_mini_batch` (its share of the global
+    `algo.mini_batch_size`); one optimizer step per mini-batch, gradients averaged over the processes.
 
     `micro_batches_per_minibatch` (from `plan_shape`, identical on every process) fixes how many forward/backward
     passes each mini-batch makes; a process with fewer real micro-batches runs zero-weighted ones on a spare
@@ -173,7 +193,7 @@ def ppo_update(
     ] = []  # per first-epoch micro-batch: |sampling - trainer| log-prob sum, token count
     for epoch in range(algo.ppo_epochs):
         order = torch.randperm(n, generator=generator).tolist() if n else []
-        minibatches = _chunks(order, algo.mini_batch_size)
+        minibatches = _chunks(order, local_mini_batch(algo, accelerator.num_processes))
         for mb_index, micro_count in enumerate(shape):
             members = _by_group(minibatches[mb_index], plan) if mb_index < len(minibatches) else []
             micros = _chunks(members, algo.micro_batch_size)
@@ -290,10 +310,15 @@ def _seq_normaliser(members: list[int], accelerator: Any) -> float:
 
 
 def plan_shape(n_trajectories: int, algo: AlgorithmSettings, accelerator: Any) -> list[int]:
-    """Micro-batches per mini-batch, the maximum over processes, so every process runs the same passes."""
+    """Micro-batches per mini-batch, the maximum over processes, so every process runs the same passes.
+
+    Its length is the number of optimizer steps per epoch: ceil(trajectories / mini_batch_size) when the
+    processes hold equal shares, whatever their number; an unequal share sets it by the largest one.
+    """
+    share = local_mini_batch(algo, accelerator.num_processes)
     local = [
         len(_chunks(list(range(len(mb))), algo.micro_batch_size))
-        for mb in _chunks(list(range(n_trajectories)), algo.mini_batch_size)
+        for mb in _chunks(list(range(n_trajectories)), share)
     ]
     size = torch.tensor([float(len(local))], device=accelerator.device)
     n_mb = int(accelerator.reduce(size, reduction="max").item())

@@ -214,11 +214,12 @@ def load_engine_state(accelerator: Any, model: Any, ckpt: Path) -> bool:
     """Under DeepSpeed, restore every process's optimizer partition from the checkpoint's `engine/`."""
     from accelerate.utils import DistributedType
 
-    from gift.checkpoint import ENGINE_DIR
+    from gift.checkpoint import ENGINE_DIR, check_engine_files
 
     folder = Path(ckpt) / ENGINE_DIR
     if accelerator.distributed_type != DistributedType.DEEPSPEED or not folder.is_dir():
         return False
+    check_engine_files(folder)  # DeepSpeed unpickles in full: nothing that could run code gets that far
     path, _ = model.load_checkpoint(
         str(folder), tag=DEEPSPEED_TAG, load_optimizer_states=True, load_lr_scheduler_states=False
     )

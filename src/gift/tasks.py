@@ -36,11 +36,11 @@ def task_pairs(cfg: Config) -> list[tuple[Task, int]]:
             pairs = [(task, t.groups_per_game.get(task.game, n)) for task, n in pairs]
         return pairs
     entries: list[tuple[str, dict[str, Any]]] = []
-    for entry in t.games:
+    for position, entry in enumerate(t.games):
         if isinstance(entry, str):
             entries.append((entry, dict(t.game_options.get(entry, {}))))
         else:
-            gid = str(entry.get("id", ""))
+            gid = _entry_id(entry, position)
             entries.append(
                 (gid, {**t.game_options.get(gid, {}), **{k: v for k, v in entry.items() if k != "id"}})
             )
@@ -78,11 +78,22 @@ def min_groups_per_step(cfg: Config, pairs: Sequence[tuple[Task, int]]) -> int:
     return min(counts) if cfg.task.mode == "cst" else sum(counts)
 
 
+def _entry_id(entry: dict[str, Any], position: int) -> str:
+    """The game id of a `task.games` entry written as a mapping: {id: ..., **options}."""
+    gid = entry.get("id")
+    if not isinstance(gid, str):
+        shown = "has no 'id'" if gid is None else f"has id={gid!r}, not a game id"
+        raise ConfigError(
+            f"task.games[{position}] {shown}; write {{id: GAME-ID, **options}} (see gift games)"
+        )
+    return gid
+
+
 def _played_ids(cfg: Config) -> list[str]:
     t = cfg.task
     if t.preset is not None:
         return list(preset_games(t.preset))
-    return [e if isinstance(e, str) else str(e.get("id", "")) for e in t.games]
+    return [e if isinstance(e, str) else _entry_id(e, i) for i, e in enumerate(t.games)]
 
 
 def _check_options_are_for_played_games(cfg: Config) -> None:

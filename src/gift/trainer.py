@@ -142,7 +142,7 @@ def _configure_engine(accelerator: Any, cfg: Config) -> None:
     if ds.get("gradient_accumulation_steps", "auto") not in ("auto", 1):
         raise ConfigError(
             f"DeepSpeed gradient_accumulation_steps={ds['gradient_accumulation_steps']!r}: set it to 1; "
-            "accumulation is algo.mini_batch_size / algo.micro_batch_size"
+            "accumulation is algo.mini_batch_size / (processes × algo.micro_batch_size)"
         )
     ds["gradient_accumulation_steps"] = 1
     ds["train_micro_batch_size_per_gpu"] = cfg.algo.micro_batch_size
@@ -164,7 +164,7 @@ def train(
     from transformers.utils import logging as hf_logging
 
     from gift.algorithms import policy_loss  # noqa: F401  (fail early if the algorithms package is broken)
-    from gift.learner import plan_shape, ppo_update, prepare_update
+    from gift.learner import local_mini_batch, plan_shape, ppo_update, prepare_update
     from gift.metrics import MetricsLogger
     from gift.models import resolve_model
     from gift.rollout import RolloutConfig, run_rollouts
@@ -204,6 +204,7 @@ def train(
             f"{groups_per_step} rollout group(s) per step cannot be shared by {world} processes; "
             f"raise task.groups to at least {world}"
         )
+    local_mini_batch(cfg.algo, world)  # a global mini-batch the processes cannot share is one line, now
     _configure_engine(accelerator, cfg)
     random.seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)

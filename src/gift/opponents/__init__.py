@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,14 +43,42 @@ def resolve_opponent(
         kind, kwargs = value["kind"], {k: v for k, v in value.items() if k != "kind"}
     else:
         raise ConfigError(f"{where}: opponent={value!r} must be a bot name, an Opponent or {{'kind': ...}}")
+    allowed = ", ".join([*bots, "openai"])
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where}: opponent kind={kind!r} must be a name; allowed: {allowed}")
+    if kind == "self" and kwargs:
+        raise ConfigError(f"{where}: opponent 'self' (self-play) takes no options; got {', '.join(kwargs)}")
     if kind == "openai":
         from gift.opponents.openai_client import OpenAIChatOpponent
 
+        check_options(where, kind, OpenAIChatOpponent, kwargs, strict=True)
         return OpenAIChatOpponent(**kwargs)
     if kind not in bots:
-        allowed = ", ".join([*bots, "openai"])
         raise ConfigError(f"{where}: unknown opponent {kind!r}; allowed: {allowed}")
+    check_options(where, kind, bots[kind], kwargs)
     try:
         return bots[kind](**kwargs)
     except TypeError as err:
         raise ConfigError(f"{where}: bad options for opponent {kind!r}: {err}") from None
+
+
+def check_options(
+    where: str, kind: str, factory: Callable[..., Any], options: Mapping[str, Any], strict: bool = False
+) -> None:
+    """Unknown and missing options of an opponent are one line naming them and what is allowed, not the
+    TypeError of its constructor. A factory taking **kwargs accepts any name unless `strict`."""
+    params = list(inspect.signature(factory).parameters.values())
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    unknown = [k for k in options if k not in named]
+    if unknown and (strict or not takes_any):
+        raise ConfigError(
+            f"{where}: unknown option {unknown[0]!r} for opponent {kind!r}; "
+            f"allowed options: {', '.join(named) or '(none)'}"
+        )
+    missing = [p.name for p in params if p.name in named and p.default is p.empty and p.name not in options]
+    if missing:
+        example = ", ".join(f"{name}: ..." for name in missing)
+        raise ConfigError(
+            f"{where}: opponent {kind!r} needs {' and '.join(missing)}, e.g. {{kind: {kind}, {example}}}"
+        )
