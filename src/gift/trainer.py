@@ -28,6 +28,10 @@ from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
 from gift.guards import stop_if_not_finite
+from gift.heldout import evaluate as evaluate_heldout
+from gift.heldout import heldout_seeds
+from gift.heldout import load_start as load_heldout_start
+from gift.heldout import save_start as save_heldout_start
 from gift.plots import refresh_plots
 from gift.preflight import check_environment
 from gift.resume import open_checkpoint
@@ -307,6 +311,8 @@ def train(
         max_batch=cfg.rollout.max_batch,
     )
     pad_id = tokenizer.pad_token_id
+    tasks = [t for t, _ in pairs]
+    heldout = _heldout_start(cfg, tasks, groups_per_step, run_dir, start, (backend, tokenizer, rollout_cfg, accelerator))
     # What is alive now (libraries, models, optimizer) lives for the whole run: freezing it keeps it out of
     # the full collection after every step (`_release_memory`), which otherwise scans it all, 0.2 s a step.
     gc.collect()
@@ -419,6 +425,7 @@ def train(
                 run_id,
             )
         if stopping:
+            heldout = None  # an interrupted run is not judged
             if is_main:
                 print(
                     f"stopped by {stop.signal_name} after step {step + 1}; checkpoint saved; resume with: "
@@ -440,13 +447,31 @@ def train(
     if bar is not None:
         bar.close()
     logger.close()
+    if heldout is not None:
+        heldout["trained"] = evaluate_heldout(tasks, heldout["seeds"], backend, tokenizer, rollout_cfg, accelerator)
     if is_main:
-        finish_run(run_dir, plots=cfg.train.plots)
+        finish_run(run_dir, plots=cfg.train.plots, heldout=heldout)
     accelerator.wait_for_everyone()
     # Tear the process group down before the interpreter exits: left to exit-time destructors, gloo's
     # threads sometimes abort a process ("terminate called without an active exception").
     accelerator.end_training()
     return run_dir
+
+
+def _heldout_start(
+    cfg: Config, tasks: list[Task], groups: int, run_dir: Path, start: int, players: tuple
+) -> dict[str, Any] | None:
+    """The held-out seeds and the starting model's result (played now on a fresh run, read back on a resume)."""
+    count = cfg.train.heldout_episodes
+    if not count:
+        return None
+    seeds = heldout_seeds(cfg.task.base_seed, cfg.train.steps, groups, count)
+    first = load_heldout_start(run_dir)
+    if first is None and start == 0:
+        first = evaluate_heldout(tasks, seeds, *players)
+        if players[-1].is_main_process:
+            save_heldout_start(run_dir, first)
+    return {"seeds": seeds, "start": first}
 
 
 def _release_memory() -> None:
