@@ -135,6 +135,23 @@ def evaluate(
     return summarize(gather_object(mine))
 
 
+def prepare(cfg: Any, tasks: Sequence[Any], groups: int, run_dir: Path, start: int, players: tuple) -> dict | None:
+    """The held-out seeds and the starting model's result: played now on a fresh run, read back on a resume.
+
+    `players` is (backend, tokenizer, rollout config, accelerator); None when `train.heldout_episodes` is 0.
+    """
+    count = cfg.train.heldout_episodes
+    if not count:
+        return None
+    seeds = heldout_seeds(cfg.task.base_seed, cfg.train.steps, groups, count)
+    first = load_start(run_dir)
+    if first is None and start == 0:
+        first = evaluate(tasks, seeds, *players)
+        if players[-1].is_main_process:
+            save_start(run_dir, first)
+    return {"seeds": seeds, "start": first}
+
+
 def save_start(run_dir: Path, result: Mapping[str, Any]) -> None:
     write_text_atomic(run_dir / START_FILE, json.dumps(result, indent=2, allow_nan=False))
 

@@ -29,9 +29,7 @@ from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
 from gift.guards import stop_if_not_finite
 from gift.heldout import evaluate as evaluate_heldout
-from gift.heldout import heldout_seeds
-from gift.heldout import load_start as load_heldout_start
-from gift.heldout import save_start as save_heldout_start
+from gift.heldout import prepare as prepare_heldout
 from gift.plots import refresh_plots
 from gift.preflight import check_environment
 from gift.resume import open_checkpoint
@@ -312,7 +310,8 @@ def train(
     )
     pad_id = tokenizer.pad_token_id
     tasks = [t for t, _ in pairs]
-    heldout = _heldout_start(cfg, tasks, groups_per_step, run_dir, start, (backend, tokenizer, rollout_cfg, accelerator))
+    players = (backend, tokenizer, rollout_cfg, accelerator)
+    heldout = prepare_heldout(cfg, tasks, groups_per_step, run_dir, start, players)
     # What is alive now (libraries, models, optimizer) lives for the whole run: freezing it keeps it out of
     # the full collection after every step (`_release_memory`), which otherwise scans it all, 0.2 s a step.
     gc.collect()
@@ -448,7 +447,7 @@ def train(
         bar.close()
     logger.close()
     if heldout is not None:
-        heldout["trained"] = evaluate_heldout(tasks, heldout["seeds"], backend, tokenizer, rollout_cfg, accelerator)
+        heldout["trained"] = evaluate_heldout(tasks, heldout["seeds"], *players)
     if is_main:
         finish_run(run_dir, plots=cfg.train.plots, heldout=heldout)
     accelerator.wait_for_everyone()
@@ -456,22 +455,6 @@ def train(
     # threads sometimes abort a process ("terminate called without an active exception").
     accelerator.end_training()
     return run_dir
-
-
-def _heldout_start(
-    cfg: Config, tasks: list[Task], groups: int, run_dir: Path, start: int, players: tuple
-) -> dict[str, Any] | None:
-    """The held-out seeds and the starting model's result (played now on a fresh run, read back on a resume)."""
-    count = cfg.train.heldout_episodes
-    if not count:
-        return None
-    seeds = heldout_seeds(cfg.task.base_seed, cfg.train.steps, groups, count)
-    first = load_heldout_start(run_dir)
-    if first is None and start == 0:
-        first = evaluate_heldout(tasks, seeds, *players)
-        if players[-1].is_main_process:
-            save_heldout_start(run_dir, first)
-    return {"seeds": seeds, "start": first}
 
 
 def _release_memory() -> None:
