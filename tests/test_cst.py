@@ -190,6 +190,7 @@ def cst_run(model: str, run_dir: Path, name: str, *extra: str, resume: Path | No
         "train.tensorboard=false",
         "train.threads=1",
         "train.steps=4",
+        "train.heldout_episodes=0",
         *extra,
     ]
     return train(load_config(None, overrides), resume=resume)

@@ -32,6 +32,7 @@ COMMON = [
     "algo.micro_batch_size=1",
     "algo.lr=1e-2",
     "train.progress=false",
+    "train.heldout_episodes=3",  # shared unevenly by the processes, gathered on the main one
     "train.plots=false",
     "train.tensorboard=false",
     "train.threads=1",

@@ -87,6 +87,7 @@ def overrides(model: str, run_dir: Path, name: str, *extra: str) -> list[str]:
         "train.tensorboard=false",
         "train.threads=1",
         "train.steps=4",
+        "train.heldout_episodes=0",  # the held-out evaluation has its own tests (tests/test_heldout.py)
         *extra,
     ]
 

@@ -223,6 +223,9 @@ class TrainSettings(_Section):
     """Show a live progress bar. Default on."""
     plots: bool = True
     """Write PNG plots of the metrics at the end. Default on."""
+    heldout_episodes: int = Field(32, ge=0)
+    """Held-out episodes per task played by the starting and the trained model (seeds no step draws), reported
+    with 95% intervals next to the trivial baselines in the end table and summary.json; 0 disables. Default 32."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train when not under accelerate launch. Default auto."""
     threads: int | None = Field(None, ge=1)

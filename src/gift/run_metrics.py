@@ -164,20 +164,24 @@ def save_samples(run_dir: Path, step: int, records: list[dict], count: int) -> N
     write_text_atomic(out / f"step-{step:06d}.jsonl", lines)
 
 
-def finish_run(run_dir: Path, plots: bool) -> None:
-    """Plots, summary.json (first vs last steps, warnings, baselines) and the end table with its warnings."""
+def finish_run(run_dir: Path, plots: bool, heldout: Mapping[str, Any] | None = None) -> None:
+    """Plots, summary.json (first vs last steps, warnings, baselines, the held-out evaluation when `heldout`
+    holds its seeds and the starting and trained models' results) and the end tables with the warnings."""
+    from gift.heldout import heldout_section
     from gift.metrics import read_metrics
 
     metrics = read_metrics(run_dir / "metrics.jsonl")
     rows = summary_rows(metrics)
     warnings, baselines = run_end_checks(run_dir, metrics)
-    summary = {"metrics": rows, "warnings": warnings, "baselines": baselines}
+    summary: dict[str, Any] = {"metrics": rows, "warnings": warnings, "baselines": baselines}
+    if heldout is not None and heldout.get("trained") is not None:
+        summary["heldout"] = heldout_section(heldout["seeds"], heldout.get("start"), heldout["trained"], baselines)
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     if plots:
         from gift.plots import write_plots
 
         write_plots(run_dir)
-    print_summary(rows, run_dir, warnings)
+    print_summary(rows, run_dir, warnings, summary.get("heldout"))
 
 
 def run_end_checks(run_dir: Path, metrics: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, Any]]:
@@ -192,7 +196,9 @@ def run_end_checks(run_dir: Path, metrics: Sequence[Mapping[str, Any]]) -> tuple
     return run_warnings(metrics, baselines, run_games(metrics, baselines)), baselines
 
 
-def print_summary(rows: list[dict], run_dir: Path, warnings: Sequence[str] = ()) -> None:
+def print_summary(
+    rows: list[dict], run_dir: Path, warnings: Sequence[str] = (), heldout: Mapping[str, Any] | None = None
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -205,6 +211,15 @@ def print_summary(rows: list[dict], run_dir: Path, warnings: Sequence[str] = ())
         )
     console = Console()
     console.print(table)
+    if heldout:
+        from gift.heldout import table_rows
+
+        held = Table(title=f"held-out success, % [95% CI] ({heldout['episodes_per_task']} seeds per task)")
+        for col in ("task / game", "starting model", "trained", "random", "best constant"):
+            held.add_column(col, justify="left" if col == "task / game" else "right")
+        for row in table_rows(heldout):
+            held.add_row(*row)
+        console.print(held)
     for text in warnings:
         console.print(f"[bold yellow]warning:[/] {text}", highlight=False)
     console.print(f"run folder: {run_dir}")

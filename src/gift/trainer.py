@@ -28,6 +28,8 @@ from gift.compose import Task, TaskSampler
 from gift.config import Config, config_to_dict, load_config
 from gift.errors import ConfigError
 from gift.guards import stop_if_not_finite
+from gift.heldout import evaluate as evaluate_heldout
+from gift.heldout import prepare as prepare_heldout
 from gift.plots import refresh_plots
 from gift.preflight import check_environment
 from gift.resume import open_checkpoint
@@ -308,6 +310,9 @@ def train(
         max_batch=cfg.rollout.max_batch,
     )
     pad_id = tokenizer.pad_token_id
+    tasks = [t for t, _ in pairs]
+    players = (backend, tokenizer, rollout_cfg, accelerator)
+    heldout = prepare_heldout(cfg, tasks, groups_per_step, run_dir, start, players)
     # What is alive now (libraries, models, optimizer) lives for the whole run: freezing it keeps it out of
     # the full collection after every step (`_release_memory`), which otherwise scans it all, 0.2 s a step.
     gc.collect()
@@ -420,6 +425,7 @@ def train(
                 run_id,
             )
         if stopping:
+            heldout = None  # an interrupted run is not judged
             if is_main:
                 print(
                     f"stopped by {stop.signal_name} after step {step + 1}; checkpoint saved; resume with: "
@@ -441,8 +447,10 @@ def train(
     if bar is not None:
         bar.close()
     logger.close()
+    if heldout is not None:
+        heldout["trained"] = evaluate_heldout(tasks, heldout["seeds"], *players)
     if is_main:
-        finish_run(run_dir, plots=cfg.train.plots)
+        finish_run(run_dir, plots=cfg.train.plots, heldout=heldout)
     accelerator.wait_for_everyone()
     # Tear the process group down before the interpreter exits: left to exit-time destructors, gloo's
     # threads sometimes abort a process ("terminate called without an active exception").

@@ -24,7 +24,8 @@ The single-agent view used by other trainers and by the tests plays the other se
 The focal seat's reply is parsed by the answer protocol; an unreadable reply costs the format penalty and a
 turn (the game is not stepped); an answer may hold several `||` actions where the game allows, each consuming a
 turn, with the other seats answering in between. A single-seat game implements only `_reset`, `_act` (one
-action) and `render`; a game with more seats also implements `_to_move`, `observe` and `_act_other`.
+action) and `render`; a game with more seats also implements `_to_move`, `observe` and `_act_other`, and
+`_other_answer` where it reads other seats' replies its own way (as a `rules="reference"` profile does).
 Everything random draws from `self.rng`, seeded by `reset`/`begin`, so a seed fixes the start state, the prompt
 layout and the scripted players' choices.
 
@@ -51,6 +52,11 @@ from typing import Any, ClassVar
 
 from gift.errors import ConfigError, check_choice
 from gift.games.protocol import FORMAT_PENALTY, PARSERS, answer_text, bound_reply, parse_reply, split_actions
+
+RULE_PROFILES = ("gift", "reference")
+"""A game's `rules` option: gift's own rules, or the reference implementation's where gift deliberately differs."""
+
+NO_ANSWER_MESSAGE = "No <answer> ... </answer> block was found in your reply."
 
 FORMAT_ERROR_MESSAGE = (
     "Your previous reply could not be read. End your reply with "
@@ -153,6 +159,11 @@ class TextGame:
         """What the right answer was, told at the end of `gift play` (None: nothing to tell)."""
         return None
 
+    def _other_answer(self, reply: str) -> str | None:
+        """What another seat's reply answers (None: it answers nothing and is rejected); the answer block, else
+        the whole text. A rules profile may read replies differently."""
+        return answer_text(reply)
+
     def legal_actions(self) -> list[str] | None:
         """The focal seat's legal answers now, when they can be listed (None for open-ended answers)."""
         return None
@@ -213,7 +224,9 @@ class TextGame:
         """Another seat's reply. A rejected one (`valid` False) changes nothing: ask that seat again."""
         if self.to_move() != seat or seat == self.focal_seat:
             raise RuntimeError(f"{self.id}: seat {seat} is not to move")
-        outcome = self._act_other(seat, answer_text(bound_reply(reply)))
+        answer = self._other_answer(bound_reply(reply))
+        rejected = Outcome(valid=False, message=NO_ANSWER_MESSAGE)
+        outcome = rejected if answer is None else self._act_other(seat, answer)
         if outcome.valid:
             self._absorb(outcome)
             self._drain()
@@ -227,6 +240,18 @@ class TextGame:
                 end_reason="opponent_failed",
                 opponent_failed=True,
                 message=f"Player {seat} could not produce a legal move; the game is called off.",
+                info={"forfeited_seat": seat},
+            )
+        )
+
+    def forfeit_as_loss(self, seat: int) -> None:
+        """`seat` gave no legal answer: the episode ends as a loss for the focal seat, scored and kept (the
+        reference rules' reading of an opponent failure) rather than dropped."""
+        self._absorb(
+            Outcome(
+                terminated=True,
+                end_reason="opponent_failed",
+                message=f"Player {seat} could not produce a legal move; the game ends with no winner.",
                 info={"forfeited_seat": seat},
             )
         )
@@ -339,4 +364,3 @@ class TextGame:
             "terminal_reward": None,
             **self.game_info(),
         }
-

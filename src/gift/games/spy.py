@@ -10,6 +10,7 @@ single-agent view plays them with the `opponent` option, bots by default).
 A description is invalid when empty or when it says the player's own word (`contains_word`); a vote must name an
 alive "Player N" other than oneself. Invalid answers cost `INVALID_PENALTY` and are retried within the budget;
 opponents get `opponent_tries` attempts and then forfeit (the episode ends with `opponent_failed`).
+`rules="reference"` plays the reference implementation's readings instead (`gift.games.spy_reference`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from gift.errors import ConfigError
-from gift.games.base import Outcome, SeatView, TextGame
+from gift.errors import ConfigError, check_choice
+from gift.games.base import RULE_PROFILES, Outcome, SeatView, TextGame
 from gift.games.spy_bots import SpyBot, contains_word
+from gift.games.spy_reference import compact_history, read_answer_block, reference_vote, vote_instruction
 from gift.opponents import resolve_opponent
 
 __all__ = [
@@ -230,7 +232,12 @@ def bound_history(history: Mapping[int, list[str]], limit: int) -> tuple[dict[in
 
 # ---------------------------------------------------------------------------------------------- the game
 class WhosTheSpy(TextGame):
-    """Who's the Spy against three opponents (scripted bots by default, or any `Opponent`)."""
+    """Who's the Spy against three opponents (scripted bots by default, or any `Opponent`).
+
+    `rules`: "gift" (default) or "reference" — the reference implementation's description and vote rules, vote
+    prompt, opponent-reply reading, up to 5 `||` actions per reply, a lasting digest of a long history and a
+    forfeit scored as a loss (`gift.games.spy_reference`; the README lists every difference).
+    """
 
     id = "spy-v0"
     seats = NUM_PLAYERS
@@ -242,10 +249,15 @@ class WhosTheSpy(TextGame):
         word_list: str | os.PathLike[str] | None = None,
         history_limit: int = 300,
         opponent_tries: int = 3,
+        rules: str = "gift",
         max_turns: int | None = None,
         parser: str = "strict",
     ) -> None:
         super().__init__(max_turns=max_turns, parser=parser)
+        check_choice(f"{self.id}: rules", rules, RULE_PROFILES)
+        self.rules = rules
+        if rules == "reference":
+            self.max_actions_per_turn = 5  # the reference splits every answer on `||`, up to 5 actions
         for name, value in (("history_limit", history_limit), ("opponent_tries", opponent_tries)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{self.id}: {name}={value!r} must be an integer >= 1")
@@ -271,6 +283,8 @@ class WhosTheSpy(TextGame):
         self.eliminated: int | None = None
         self.winner: str | None = None
         self.forfeited_seat: int | None = None
+        self.forfeit_scored = False
+        self.history_digested = False
         self.focal_seat = self.trained_seat
         self._started = True
 
@@ -306,6 +320,7 @@ class WhosTheSpy(TextGame):
             "alive": list(self.alive),
             "eligible": [s for s in self.alive if s != seat],
             "history": {s: list(texts) for s, texts in self.history.items()},
+            "answer_block": self.rules == "reference",
         }
 
     # ------------------------------------------------------------------ turns
@@ -318,24 +333,53 @@ class WhosTheSpy(TextGame):
     def _act_other(self, seat: int, action: str) -> Outcome:
         return self._apply(seat, action, penalty=0.0)
 
+    def _other_answer(self, reply: str) -> str | None:
+        return super()._other_answer(reply) if self.rules == "gift" else read_answer_block(reply)
+
     def _apply(self, seat: int, action: str, penalty: float) -> Outcome:
         """A description or a vote of `seat`: rejected with the reason, or recorded (the vote may end the game)."""
         if self.phase == "describe":
-            problem = check_description(action, self.words[seat])
+            problem = self._description_problem(seat, action)
             if problem is not None:
                 return Outcome(valid=False, penalty=penalty, message=problem)
-            self.history[seat].append(" ".join(action.split()))
+            self._record(seat, action)
         else:
-            target, problem = check_vote(action, seat, self.alive)
+            read = check_vote if self.rules == "gift" else reference_vote
+            target, problem = read(action, seat, self.alive)
             if target is None:
                 return Outcome(valid=False, penalty=penalty, message=problem or "")
             self.votes[seat] = target
         self.slot += 1
         return self._finish() if self.slot >= _SLOTS else Outcome()
 
+    def _description_problem(self, seat: int, text: str) -> str | None:
+        if self.rules == "gift":
+            return check_description(text, self.words[seat])
+        if (
+            seat == self.trained_seat and not text.strip()
+        ):  # the reference takes any answered text from others
+            return "Your description was empty. Describe your word in one short sentence."
+        return None
+
+    def _record(self, seat: int, text: str) -> None:
+        """Keep a description; under reference rules a history over the limit becomes a lasting digest."""
+        if self.rules == "gift":
+            self.history[seat].append(" ".join(text.split()))
+            return
+        self.history[seat].append(text.strip())
+        digest = compact_history(self.history, self.history_limit)
+        if digest is not None:
+            self.history = digest
+            self.history_digested = True
+
     def forfeit(self, seat: int) -> None:
+        """Unscored; under reference rules scored 0 once the focal seat has played (before, there is no reply)."""
         self.forfeited_seat = seat
-        super().forfeit(seat)
+        if self.rules == "reference" and self.turns_used > 0:
+            self.forfeit_scored = True
+            self.forfeit_as_loss(seat)
+        else:
+            super().forfeit(seat)
 
     def _finish(self) -> Outcome:
         self.eliminated = tally_votes(self.votes, self.rng)
@@ -368,9 +412,14 @@ class WhosTheSpy(TextGame):
         ]
         if self.phase == "vote":
             eligible = ", ".join(f"Player {s}" for s in self.alive if s != seat)
-            lines += [
+            request = (
                 "Voting time. Going by the descriptions, vote for the player you believe holds a different word "
-                "from the others. You cannot vote for yourself.",
+                "from the others. You cannot vote for yourself."
+                if self.rules == "gift"
+                else vote_instruction(seat == self.spy_seat)
+            )
+            lines += [
+                request,
                 f"Players you can vote for: {eligible}.",
                 "Answer in the form: I vote for Player N",
             ]
@@ -386,10 +435,18 @@ class WhosTheSpy(TextGame):
         return "\n".join(lines)
 
     def _history_lines(self, seat: int) -> list[str]:
-        shown, trimmed = bound_history(self.history, self.history_limit)
+        if self.rules == "gift":
+            shown, trimmed = bound_history(self.history, self.history_limit)
+        else:
+            shown, trimmed = self.history, self.history_digested
         if not any(shown.values()):
             return ["(nobody has spoken yet)"]
-        lines = ["(Earlier descriptions are left out; each player's latest are shown.)"] if trimmed else []
+        note = (
+            "(Earlier descriptions are left out; each player's latest are shown.)"
+            if self.rules == "gift"
+            else "(The descriptions so far were replaced by a short digest.)"
+        )
+        lines = [note] if trimmed else []
         for s, texts in shown.items():
             if not texts:
                 continue
@@ -401,7 +458,8 @@ class WhosTheSpy(TextGame):
         if not self._started:
             return "Call reset() to start a game of Who's the Spy."
         if self.forfeited_seat is not None:
-            return f"The game is over: Player {self.forfeited_seat} gave no valid answer, so it cannot be scored."
+            scored = "you score 0" if self.forfeit_scored else "it cannot be scored"
+            return f"The game is over: Player {self.forfeited_seat} gave no valid answer, so {scored}."
         if self.eliminated is not None:
             who = "the spy" if self.eliminated == self.spy_seat else "a civilian"
             return (
@@ -443,7 +501,8 @@ class WhosTheSpy(TextGame):
             "eliminated": self.eliminated,
             "winner": self.winner,
             "forfeited_seat": self.forfeited_seat,
+            "rules": self.rules,
         }
-        if self.forfeited_seat is not None:
+        if self.forfeited_seat is not None and not self.forfeit_scored:
             info["opponent_failed"] = True
         return info

@@ -14,6 +14,7 @@ State keys a bot reads from `OpponentRequest.state` (sent by `WhosTheSpy.seat_st
     alive             players still in the game
     eligible          players this seat may vote for (alive, not itself)
     history           {player: [descriptions, oldest first]} for every player, this one included
+    answer_block      True when the game reads only `<answer>…</answer>` from other seats (reference rules)
 """
 
 from __future__ import annotations
@@ -107,8 +108,11 @@ class SpyBot(Opponent):
         state = request.state
         noisy = self.noise > 0 and request.rng.random() < self.noise
         if state["phase"] == "vote":
-            return f"I vote for Player {self._vote(state, request, noisy)}"
-        return self._describe(state, request, noisy)
+            text = f"I vote for Player {self._vote(state, request, noisy)}"
+        else:
+            text = self._describe(state, request, noisy)
+        # A game that reads only answer blocks from other seats (spy-v0 under reference rules) says so.
+        return f"<answer>{text}</answer>" if state.get("answer_block") else text
 
     # ------------------------------------------------------------------ choices
     def _describe(self, state: Mapping, request: OpponentRequest, noisy: bool) -> str:

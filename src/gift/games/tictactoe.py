@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gift.errors import ConfigError, check_choice, check_range
-from gift.games.base import Outcome, SeatView, TextGame
+from gift.games.base import RULE_PROFILES, Outcome, SeatView, TextGame
 from gift.games.protocol import excerpt
 from gift.opponents import DEFAULT_TRIES, Opponent, OpponentRequest, resolve_opponent
 
@@ -38,6 +38,8 @@ LINES: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 MOVE_PATTERN = re.compile(r"\(\s*(\d{1,4})\s*,\s*(\d{1,4})\s*\)")
 """At most 4 digits a coordinate: a longer number is no move (and never reaches int())."""
+_ANSWERED_MOVE = re.compile(r"<answer>\s*(\(\s*\d{1,4}\s*,\s*\d{1,4}\s*\))\s*</answer>")
+"""The reference rules read another seat's move from an answer block holding only the move, else from anywhere."""
 START_MODES = ("train", "empty")
 ILLEGAL_MOVE_RULES = ("penalty", "loss")
 DEFAULT_OPPONENT: Mapping[str, Any] = MappingProxyType({"kind": "epsilon", "epsilon": 0.5})
@@ -288,7 +290,11 @@ class TicTacToe(TextGame):
     first player, used for evaluation); `seat` (None: drawn per episode; 1 or 2: the focal seat is fixed);
     `opponent_tries` (attempts the other seat gets per move before it forfeits); `illegal_move` ("penalty": an
     illegal move of the focal seat costs -0.1 and a turn and the game goes on; "loss": it loses the game at once,
-    the paper's evaluation rule, the paper's evaluation protocol).
+    the paper's evaluation rule, the paper's evaluation protocol; None: "loss" under reference rules with `start="empty"`, else
+    "penalty"); `rules` ("gift" or "reference": the reference implementation's reading of the other seat's
+    reply — a bare `<answer>(r, c)</answer>`, else the first (r, c) anywhere in it, reasoning included — and an
+    opponent that runs out of tries ends the game with reward 0 for the focal seat instead of an unscored
+    episode; the README lists every difference).
     """
 
     id = "tictactoe-v0"
@@ -302,16 +308,21 @@ class TicTacToe(TextGame):
         start: str = "train",
         opponent_tries: int = DEFAULT_TRIES,
         seat: int | None = None,
-        illegal_move: str = "penalty",
+        illegal_move: str | None = None,
+        rules: str = "gift",
         max_turns: int | None = None,
         parser: str = "strict",
     ) -> None:
         super().__init__(max_turns=max_turns, parser=parser)
+        check_choice(f"{self.id}: rules", rules, RULE_PROFILES)
+        check_choice(f"{self.id}: start", start, START_MODES)
+        if illegal_move is None:
+            illegal_move = "loss" if rules == "reference" and start == "empty" else "penalty"
         check_choice(f"{self.id}: illegal_move", illegal_move, ILLEGAL_MOVE_RULES)
+        self.rules = rules
         self.illegal_move = illegal_move
         if opponent is None:
             opponent = dict(DEFAULT_OPPONENT)
-        check_choice(f"{self.id}: start", start, START_MODES)
         if isinstance(opponent_tries, bool) or not isinstance(opponent_tries, int) or opponent_tries < 1:
             raise ConfigError(f"{self.id}: opponent_tries={opponent_tries!r} must be an integer >= 1")
         if seat is not None and (isinstance(seat, bool) or seat not in (1, 2)):
@@ -406,6 +417,19 @@ class TicTacToe(TextGame):
         row, col = self._last_move
         return Outcome(message=f"You played ({row}, {col}); your opponent answered {format_move(cell)}.")
 
+    def _other_answer(self, reply: str) -> str | None:
+        if self.rules == "gift":
+            return super()._other_answer(reply)
+        m = _ANSWERED_MOVE.search(reply)
+        return m.group(1) if m else reply
+
+    def forfeit(self, seat: int) -> None:
+        """Under reference rules a forfeit after the focal seat has played is scored 0, as in the reference code."""
+        if self.rules == "reference" and self.turns_used > 0:
+            self.forfeit_as_loss(seat)
+        else:
+            super().forfeit(seat)
+
     def _illegal(self, why: str) -> Outcome:
         if self.illegal_move == "loss":
             return Outcome(
@@ -480,4 +504,5 @@ class TicTacToe(TextGame):
             "opponent": getattr(self.opponent, "name", None),
             "moves": list(self.moves),
             "winner": winner(self.board),
+            "rules": self.rules,
         }
