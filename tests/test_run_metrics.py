@@ -84,8 +84,9 @@ def test_single_task_step_reports_its_game_but_no_task_keys():
     assert m["game/matrix-v0/reward"] == pytest.approx(0.5)  # terminal reward; unfinished counts 0
     assert m["game/matrix-v0/finished"] == pytest.approx(0.5)
     assert m["game/matrix-v0/turns"] == pytest.approx(1.5)
+    assert m["game/matrix-v0/episodes"] == 2.0  # the answer-diversity count (`gift.answers`)
     assert {k for k in m if k.startswith("game/")} == {
-        f"game/matrix-v0/{x}" for x in ("reward", "success", "finished", "turns")
+        f"game/matrix-v0/{x}" for x in ("reward", "success", "finished", "turns", "episodes")
     }
 
 
