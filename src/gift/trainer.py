@@ -25,7 +25,7 @@ from typing import Any
 
 from gift.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
 from gift.compose import Task, TaskSampler
-from gift.config import Config, config_to_dict, load_config
+from gift.config import Config, config_to_dict, correction_mode, load_config
 from gift.errors import ConfigError
 from gift.guards import stop_if_not_finite
 from gift.plots import refresh_plots
@@ -296,6 +296,8 @@ def train(
 
         bar = tqdm(total=cfg.train.steps, initial=start, desc=run_dir.name, dynamic_ncols=True)
 
+    # The learner applies the importance correction resolved for this backend and staleness.
+    algo = cfg.algo.model_copy(update={"is_correction": correction_mode(cfg)})
     rollout_cfg = RolloutConfig(
         system_prompt=cfg.rollout.system_prompt,
         max_new_tokens=cfg.rollout.max_new_tokens,
@@ -339,14 +341,14 @@ def train(
 
         t1 = time.perf_counter()
         model.train()
-        plan = prepare_update(trajectories, cfg.algo)
-        shape = plan_shape(len(plan.trajectories), cfg.algo, accelerator)
+        plan = prepare_update(trajectories, algo)
+        shape = plan_shape(len(plan.trajectories), algo, accelerator)
         update = ppo_update(
             model,
             optimizer,
             scheduler,
             plan,
-            cfg.algo,
+            algo,
             accelerator,
             pad_id,
             step_seed=cfg.train.seed * 7919 + step,
