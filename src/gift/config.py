@@ -116,8 +116,9 @@ class TaskSettings(_Section):
 
 
 class RolloutSettings(_Section):
-    backend: Literal["hf", "vllm"] = "hf"
-    """Generation backend: Hugging Face generate (CPU/GPU) or vLLM (GPU extra). Default hf."""
+    backend: Literal["hf", "vllm", "vllm-server"] = "hf"
+    """Generation backend: Hugging Face generate (CPU/GPU), a vLLM engine in this process (GPU extra), or vLLM
+    OpenAI-compatible servers (`gift.rollout.vllm_server`: `vllm_server_urls`, else started here). Default hf."""
     max_new_tokens: int = Field(600, ge=1)
     """Cap per reply in tokens. Default 600 (code)."""
     max_context: int = Field(8000, ge=16)
@@ -142,8 +143,23 @@ class RolloutSettings(_Section):
     full. Default 2048 (ours)."""
     vllm_gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0)
     """vLLM only: fraction of GPU memory for the engine (the trainer shares the GPU). Default 0.4."""
+    vllm_server_urls: list[str] = []
+    """vllm-server only: base URLs of running vLLM servers (started with gift's worker extension and
+    VLLM_SERVER_DEV_MODE=1, see `gift.rollout.vllm_server`); empty = start `vllm_servers` of them here. Default
+    none."""
+    vllm_servers: int = Field(1, ge=1)
+    """vllm-server only: servers to start when no URL is given (one device each). Default 1."""
     self_play_refresh: int = Field(10, ge=1)
     """Steps between refreshes of the frozen self-play opponent (opponent: self). Default 10."""
+
+
+    @field_validator("vllm_server_urls")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        bad = [u for u in value if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"{bad[0]!r} must start with http:// or https://")
+        return value
 
 
 class AlgorithmSettings(_Section):

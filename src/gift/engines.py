@@ -13,6 +13,8 @@ def make_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
     from gift.rollout import HFBackend, VLLMBackend
     from gift.rollout.transcript import stop_token_ids
 
+    if cfg.rollout.backend == "vllm-server":
+        return server_backend(cfg, model, tokenizer, path)
     if cfg.rollout.backend == "vllm":
         return VLLMBackend(
             path,
@@ -47,3 +49,29 @@ def rollout_backend(cfg: Config, policy: Any, tokenizer: Any, path: str, sharded
 
     frozen = copy.deepcopy(policy).eval().requires_grad_(False)
     return make_backend(cfg, frozen, tokenizer, path)
+
+
+def server_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
+    """vLLM servers by URL, or `rollout.vllm_servers` started here on free loopback ports (vLLM installed)."""
+    import importlib.util
+
+    from gift.rollout.transcript import stop_token_ids
+    from gift.rollout.vllm_server import ServerProcess, VLLMServerBackend, free_port, vllm_serve_command
+
+    stops = stop_token_ids(tokenizer, ())
+    if cfg.rollout.vllm_server_urls:
+        return VLLMServerBackend(urls=cfg.rollout.vllm_server_urls, stop_ids=stops)
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            "rollout.backend=vllm-server without rollout.vllm_server_urls starts vLLM servers here, but vLLM "
+            "is not installed; install it or give the URLs of running servers"
+        )
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    processes = []
+    for _ in range(cfg.rollout.vllm_servers):
+        port = free_port()
+        command = vllm_serve_command(
+            path, port, dtype, cfg.rollout.max_context, cfg.rollout.vllm_gpu_memory_utilization
+        )
+        processes.append(ServerProcess(command, port, env={"VLLM_SERVER_DEV_MODE": "1"}))
+    return VLLMServerBackend(processes=processes, stop_ids=stops)
