@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gift.config import Config, load_config
+from gift.config import Config, correction_mode, load_config
 from gift.errors import ConfigError
 
 
@@ -49,6 +49,14 @@ def test_yaml_and_overrides(tmp_path):
         (["train.steps=abc"], "train.steps='abc'"),
         (["task.preset=null"], "set task.preset"),
         (["algo"], "must look like section.key=value"),
+        (["algo.is_correction=tis"], "algo.is_correction='tis' is not allowed"),
+        (["algo.is_cap=0.5"], "algo.is_cap=0.5"),
+        (["algo.is_band=[1.01,0.99]"], "algo.is_band=[1.01, 0.99]: must be [low, high] with 0 < low < 1 < high"),
+        (["train.max_staleness=2"], "train.max_staleness=2"),
+        (
+            ["algo.is_correction=token_truncate", "rollout.temperature=0.7"],
+            "compares log-probs at temperature 1, but rollout.temperature=0.7",
+        ),
     ],
 )
 def test_bad_values_are_one_clear_line(overrides, fragment):
@@ -69,3 +77,17 @@ def test_missing_and_malformed_files(tmp_path):
     scalar.write_text("3\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "mode"),
+    [
+        ([], "off"),
+        (["rollout.backend=vllm"], "sequence_mask"),
+        (["train.max_staleness=1"], "sequence_mask"),
+        (["rollout.backend=vllm", "rollout.temperature=0.7"], "off"),
+        (["algo.is_correction=token_truncate"], "token_truncate"),
+    ],
+)
+def test_auto_importance_correction_is_trls_default_off_policy_and_off_for_hf(overrides, mode):
+    assert correction_mode(load_config(None, overrides)) == mode

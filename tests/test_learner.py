@@ -337,3 +337,32 @@ def test_logprob_gap_measures_how_far_sampling_log_probs_are_from_the_trainers(
         model, plan, accelerator, mini_batch_size=2, micro_batch_size=1, ppo_epochs=ppo_epochs
     )
     assert metrics["logprob_gap"] == pytest.approx(shift, abs=1e-5)
+
+
+def _sample_from_model(model, plan, shifts):
+    """Sampling log-probs equal to the model's own, each trajectory's shifted by `shifts[i]`."""
+    from gift.learner import _pad_batch, token_logprobs
+
+    with torch.no_grad():
+        for t, shift in zip(plan.trajectories, shifts, strict=True):
+            lp, _ = token_logprobs(model, _pad_batch([t], 0, torch.device("cpu")), with_entropy=False, share=False)
+            t.sampled_logprobs = [0.0] + [
+                float(v) + shift if m else 0.0 for v, m in zip(lp[0].tolist(), t.loss_mask[1:], strict=True)
+            ]
+
+
+def test_sequence_mask_drops_a_far_off_trajectory_from_the_policy_gradient(tiny_model, plan, accelerator):
+    """A trajectory sampled far from the trainer's log-probs (five tokens 2 nats apart: ratio e^10 > 3) trains exactly as if
+    its advantage were 0; the on-policy ones keep ratio 1."""
+    model, _ = tiny_model
+    twin = copy.deepcopy(model)
+    _sample_from_model(model, plan, [0.0, -2.0, 0.0, 0.0])
+    options = {"mini_batch_size": 4, "micro_batch_size": 2, "entropy_coef": 0.0}
+    corrected, metrics = _update(model, plan, accelerator, is_correction="sequence_mask", **options)
+    zeroed = UpdatePlan(plan.trajectories, [1.2, 0.0, 0.4, -0.9])
+    reference, _ = _update(twin, zeroed, accelerator, is_correction="off", **options)
+    for name in corrected:
+        torch.testing.assert_close(corrected[name], reference[name], atol=1e-6, rtol=1e-5)
+    assert metrics["is_masked_frac"] == pytest.approx(0.25)
+    assert metrics["is_ratio_max"] > 3.0
+    assert metrics["mismatch_kl"] > 0.1

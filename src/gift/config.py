@@ -117,8 +117,9 @@ class TaskSettings(_Section):
 
 
 class RolloutSettings(_Section):
-    backend: Literal["hf", "vllm"] = "hf"
-    """Generation backend: Hugging Face generate (CPU/GPU) or vLLM (GPU extra). Default hf."""
+    backend: Literal["hf", "vllm", "vllm-server"] = "hf"
+    """Generation backend: Hugging Face generate (CPU/GPU), a vLLM engine in this process (GPU extra), or vLLM
+    OpenAI-compatible servers (`gift.rollout.vllm_server`: `vllm_server_urls`, else started here). Default hf."""
     max_new_tokens: int = Field(600, ge=1)
     """Cap per reply in tokens. Default 600 (code)."""
     max_context: int = Field(8000, ge=16)
@@ -144,8 +145,23 @@ class RolloutSettings(_Section):
     full. Default 2048 (ours)."""
     vllm_gpu_memory_utilization: float = Field(0.4, gt=0.0, le=1.0)
     """vLLM only: fraction of GPU memory for the engine (the trainer shares the GPU). Default 0.4."""
+    vllm_server_urls: list[str] = []
+    """vllm-server only: base URLs of running vLLM servers (started with gift's worker extension and
+    VLLM_SERVER_DEV_MODE=1, see `gift.rollout.vllm_server`); empty = start `vllm_servers` of them here. Default
+    none."""
+    vllm_servers: int = Field(1, ge=1)
+    """vllm-server only: servers to start when no URL is given (one device each). Default 1."""
     self_play_refresh: int = Field(10, ge=1)
     """Steps between refreshes of the frozen self-play opponent (opponent: self). Default 10."""
+
+
+    @field_validator("vllm_server_urls")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        bad = [u for u in value if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"{bad[0]!r} must start with http:// or https://")
+        return value
 
 
 class AlgorithmSettings(_Section):
@@ -188,12 +204,34 @@ class AlgorithmSettings(_Section):
     """Linear learning-rate warm-up steps, then constant. Default 0 (code)."""
     grad_clip: float = Field(1.0, gt=0.0)
     """Gradient-norm clip. Default 1.0 (code)."""
+    is_correction: Literal[
+        "auto", "off", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask", "geometric_mask"
+    ] = "auto"
+    """Importance-sampling correction of the sampler/trainer log-prob mismatch (`gift.algorithms.
+    rollout_correction`). Default auto = sequence_mask (TRL's default, `vllm_importance_sampling_correction`)
+    with a vLLM backend or train.max_staleness > 0, off for the hf backend on-policy; always off at a
+    rollout.temperature other than 1, where the sampler's log-probs are not the trainer's distribution."""
+    is_cap: float = Field(3.0, gt=1.0)
+    """Upper bound C on the importance ratio (truncate: clip to C; mask: drop above C). Default 3.0 (TRL
+    `vllm_importance_sampling_clip_max`)."""
+    is_floor: float | None = Field(None, ge=0.0, lt=1.0)
+    """Lower bound on the ratio; None = no lower bound. Default None (TRL `vllm_importance_sampling_clip_min`)."""
+    is_band: tuple[float, float] = (0.99, 1.01)
+    """geometric_mask: the band the geometric-mean ratio must stay in. Default [0.99, 1.01] (SkyRL's off-policy
+    correction guide)."""
 
-    @field_validator("betas", mode="before")
+    @field_validator("betas", "is_band", mode="before")
     @classmethod
-    def _betas_from_list(cls, value: Any) -> Any:
+    def _pair_from_list(cls, value: Any) -> Any:
         """YAML has no tuples: a two-item list is the pair."""
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("is_band")
+    @classmethod
+    def _band_around_one(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] < 1.0 < value[1]:
+            raise ValueError("must be [low, high] with 0 < low < 1 < high")
+        return value
 
 
 class TrainSettings(_Section):
@@ -230,6 +268,11 @@ class TrainSettings(_Section):
     """Where to train when not under accelerate launch. Default auto."""
     threads: int | None = Field(None, ge=1)
     """torch CPU threads; None leaves torch's default. Default None."""
+    max_staleness: int = Field(0, ge=0, le=1)
+    """Steps the rollouts may lag the trained weights: 0 = on-policy (rollout, then update); 1 = the next step's
+    rollouts are played, on a generation copy of the weights, while this step's update runs (one-step-off
+    asynchrony as in verl, SkyRL, TRL's AsyncGRPOTrainer and prime-rl), corrected by algo.is_correction.
+    Default 0."""
 
     @field_validator("run_name")
     @classmethod
@@ -250,6 +293,27 @@ class Config(_Section):
     rollout: RolloutSettings = RolloutSettings()
     algo: AlgorithmSettings = AlgorithmSettings()
     train: TrainSettings = TrainSettings()
+
+    @model_validator(mode="after")
+    def _correction_at_temperature_one(self) -> Config:
+        mode, temperature = self.algo.is_correction, self.rollout.temperature
+        if mode not in ("auto", "off") and temperature != 1.0:
+            raise ValueError(
+                f"algo.is_correction={mode!r} compares log-probs at temperature 1, but "
+                f"rollout.temperature={temperature!r}; set it to 1.0 or algo.is_correction=off"
+            )
+        return self
+
+
+def correction_mode(cfg: Config) -> str:
+    """algo.is_correction with "auto" resolved: what the learner applies."""
+    mode = cfg.algo.is_correction
+    if mode != "auto":
+        return mode
+    if cfg.rollout.temperature != 1.0:
+        return "off"
+    off_policy = cfg.rollout.backend != "hf" or cfg.train.max_staleness > 0
+    return "sequence_mask" if off_policy else "off"
 
 
 def _parse_value(text: str) -> Any:

@@ -20,6 +20,7 @@ from accelerate.utils import DistributedType
 
 from gift.algorithms import compute_advantages, filter_groups, gather_logprobs, policy_loss
 from gift.algorithms.losses import entropy_from_logits
+from gift.algorithms.rollout_correction import CorrectionSettings, importance_weights, summarise
 from gift.config import AlgorithmSettings
 from gift.errors import ConfigError
 from gift.rollout import Trajectory
@@ -188,9 +189,9 @@ def ppo_update(
                 for row, i in enumerate(idx):
                     old[i] = lp[row, : len(plan.trajectories[i].input_ids) - 1].detach()
 
-    gaps: list[
-        torch.Tensor
-    ] = []  # per first-epoch micro-batch: |sampling - trainer| log-prob sum, token count
+    correction = correction_settings(algo)
+    gaps: list[torch.Tensor] = []  # per first-epoch micro-batch: |sampling - trainer| log-prob sum, token count
+    is_stats: list[torch.Tensor] = []
     for epoch in range(algo.ppo_epochs):
         order = torch.randperm(n, generator=generator).tolist() if n else []
         minibatches = _chunks(order, local_mini_batch(algo, accelerator.num_processes))
@@ -226,8 +227,13 @@ def ppo_update(
                     with torch.no_grad():
                         ref_lp, _ = token_logprobs(ref_model, batch, with_entropy=False, share=share)
                 mask = batch["loss_mask"][:, :width] * (1.0 if real else 0.0)
-                if epoch == 0 and real:
-                    gaps.append(_sampling_gap(trajs, old_lp, mask))
+                is_weights = None
+                if real:
+                    sampled = _sampled_logprobs(trajs, old_lp)
+                    is_weights, stats = importance_weights(old_lp.detach(), sampled, mask, correction)
+                    if epoch == 0:
+                        gaps.append(_sampling_gap(sampled, old_lp, mask))
+                        is_stats.append(stats)
                 loss, metrics = policy_loss(
                     logprobs,
                     old_lp,
@@ -244,6 +250,7 @@ def ppo_update(
                     normaliser=normaliser
                     if algo.loss_agg == "token-mean"
                     else _seq_normaliser(members, accelerator),
+                    is_weights=is_weights,
                 )
                 if deepspeed:
                     # DeepSpeed steps its optimizer inside backward at an accumulation boundary: the last pass.
@@ -273,23 +280,36 @@ def ppo_update(
         gap_sum, gap_tokens = torch.stack(gaps).sum(dim=0).tolist()  # one device sync for the whole update
         if gap_tokens:
             out["logprob_gap"] = gap_sum / gap_tokens
+    out.update(summarise(is_stats))
     return out
 
 
-def _sampling_gap(trajs: Sequence[Trajectory], old_lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def correction_settings(algo: AlgorithmSettings) -> CorrectionSettings:
+    """The importance correction the update applies; "auto" is resolved by the trainer
+    (`gift.config.correction_mode`), so a direct call with it applies none."""
+    mode = "off" if algo.is_correction == "auto" else algo.is_correction
+    return CorrectionSettings(mode=mode, cap=algo.is_cap, floor=algo.is_floor, band=tuple(algo.is_band))
+
+
+def _sampled_logprobs(trajs: Sequence[Trajectory], old_lp: torch.Tensor) -> torch.Tensor:
+    """The sampling log-probs aligned with the next-token targets of `old_lp` (0 where nothing was sampled)."""
+    width = old_lp.shape[1]
+    sampled = torch.zeros(old_lp.shape, dtype=old_lp.dtype)  # built on the host, moved once
+    for row, t in enumerate(trajs):
+        values = t.sampled_logprobs[1 : width + 1]
+        sampled[row, : len(values)] = torch.tensor(values, dtype=old_lp.dtype)
+    return sampled.to(old_lp.device)
+
+
+def _sampling_gap(sampled: torch.Tensor, old_lp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[sum, count] of |log-prob at sampling − log-prob the update uses for the same weights| on trained tokens.
 
     Zero up to numerics when the rollouts were sampled from the trained weights at temperature 1; it grows with
     a generation engine that differs from the trainer (vLLM kernels, bf16) or stale engine weights — the
     training/inference mismatch that silently biases the PPO ratio. Logged as train/logprob_gap.
     """
-    width = old_lp.shape[1]
-    sampled = torch.zeros(old_lp.shape, dtype=old_lp.dtype)  # built on the host, moved once
-    for row, t in enumerate(trajs):
-        values = t.sampled_logprobs[1 : width + 1]
-        sampled[row, : len(values)] = torch.tensor(values, dtype=old_lp.dtype)
     trained = (mask > 0).to(old_lp.dtype)
-    diff = (sampled.to(old_lp.device) - old_lp.detach()).abs() * trained
+    diff = (sampled - old_lp.detach()).abs() * trained
     return torch.stack([diff.sum(), trained.sum()])
 
 

@@ -38,6 +38,10 @@ UPDATE_KEYS = {
     "grad_norm_max": "train/grad_norm_max",
     "optimizer_steps": "train/optimizer_steps",
     "logprob_gap": "train/logprob_gap",
+    "is_masked_frac": "train/is_masked_frac",
+    "is_ratio_mean": "train/is_ratio_mean",
+    "is_ratio_max": "train/is_ratio_max",
+    "mismatch_kl": "train/mismatch_kl",
 }
 
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from gift.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
 from gift.compose import Task, TaskSampler
-from gift.config import Config, config_to_dict, load_config
+from gift.config import Config, config_to_dict, correction_mode, load_config
+from gift.engines import rollout_backend
 from gift.errors import ConfigError
 from gift.guards import stop_if_not_finite
 from gift.heldout import evaluate as evaluate_heldout
@@ -33,6 +34,7 @@ from gift.heldout import prepare as prepare_heldout
 from gift.plots import refresh_plots
 from gift.preflight import check_environment
 from gift.resume import open_checkpoint
+from gift.rollout_schedule import RolloutSchedule, StepPlayer
 from gift.run_metrics import driver_metrics, finish_run, save_samples, step_metrics
 from gift.runfolder import new_run_dir, prepare_run_folder
 from gift.sharded import (
@@ -96,29 +98,6 @@ def load_policy(cfg: Config, path: str, device: Any, adapter_from: str | None = 
     return model, tokenizer
 
 
-def _make_backend(cfg: Config, model: Any, tokenizer: Any, path: str) -> Any:
-    """The rollout engine. A vLLM engine loads `path` and is then given the policy's weights (`sync_weights`)."""
-    from gift.rollout import HFBackend, VLLMBackend
-    from gift.rollout.transcript import stop_token_ids
-
-    if cfg.rollout.backend == "vllm":
-        return VLLMBackend(
-            path,
-            stop_ids=stop_token_ids(tokenizer, ()),
-            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
-            # The trainer's dtype, so that sampling log-probs and the update's agree.
-            dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
-            max_model_len=cfg.rollout.max_context,
-        )
-    return HFBackend(
-        model,
-        tokenizer,
-        max_batch=cfg.rollout.max_batch,
-        kv_reuse=cfg.rollout.kv_reuse,
-        kv_cache_mb=cfg.rollout.kv_cache_mb,
-    )
-
-
 def params_digest(model: Any) -> str:
     """A short hash of every parameter, to check that distributed replicas stay identical."""
     h = hashlib.sha256()
@@ -169,8 +148,7 @@ def train(
     from gift.learner import local_mini_batch, plan_shape, ppo_update, prepare_update
     from gift.metrics import MetricsLogger
     from gift.models import resolve_model
-    from gift.rollout import RolloutConfig, run_rollouts
-    from gift.rollout.driver import DriverStats
+    from gift.rollout import RolloutConfig
 
     hf_logging.disable_progress_bar()
     pairs = task_pairs(cfg)
@@ -245,7 +223,7 @@ def train(
     if gen_copy is not None:
         gen_copy.refresh(trained)
     policy = trained if gen_copy is None else gen_copy.model
-    backend = _make_backend(cfg, policy, tokenizer, model_path)
+    backend = rollout_backend(cfg, policy, tokenizer, model_path, sharded=gen_copy is not None)
     # A vLLM engine loaded the base model: give it a resumed run's weights or the merged adapter.
     backend.sync_weights(policy)
 
@@ -299,6 +277,8 @@ def train(
 
         bar = tqdm(total=cfg.train.steps, initial=start, desc=run_dir.name, dynamic_ncols=True)
 
+    # The learner applies the importance correction resolved for this backend and staleness.
+    algo = cfg.algo.model_copy(update={"is_correction": correction_mode(cfg)})
     rollout_cfg = RolloutConfig(
         system_prompt=cfg.rollout.system_prompt,
         max_new_tokens=cfg.rollout.max_new_tokens,
@@ -317,42 +297,27 @@ def train(
     # the full collection after every step (`_release_memory`), which otherwise scans it all, 0.2 s a step.
     gc.collect()
     gc.freeze()
+    player = StepPlayer(sampler, game_pool, tokenizer, rollout_cfg, cfg.train.seed, rank, world)
+    schedule = RolloutSchedule(player, backend, cfg.train.max_staleness)
+    if ckpt is not None:
+        schedule.load_pending(state.get("pending"))
     for step in range(start, cfg.train.steps):
         t0 = time.perf_counter()
-        groups = sampler.next_batch()
-        mine = groups[rank::world]
-        slots = [group for group in mine for _ in range(group.size)]
-        games = game_pool.games_for([group.task for group in slots])
-        seeds = [group.seed for group in slots]
-        gids = [group.seed for group in slots]
-        names = [group.task.name for group in slots]
-        # Each process gets its own sampling stream (rank 0 keeps the single-process one).
-        rollout_cfg.seed = (cfg.train.seed * 1_000_003 + step + rank * 7_919_333) % 2**31
         model.eval()
-        rollout_stats = DriverStats()
-        with torch.no_grad():
-            trajectories = run_rollouts(
-                games,
-                seeds,
-                gids,
-                backend,
-                tokenizer,
-                rollout_cfg,
-                tasks=names,
-                stats=rollout_stats,
-            )
-        t_rollout = time.perf_counter() - t0
+        ready = schedule.take(step, policy)
+        trajectories, rollout_stats, t_rollout = ready.trajectories, ready.stats, ready.seconds
+        schedule.launch_next(step, policy)
 
         t1 = time.perf_counter()
         model.train()
-        plan = prepare_update(trajectories, cfg.algo)
-        shape = plan_shape(len(plan.trajectories), cfg.algo, accelerator)
+        plan = prepare_update(trajectories, algo)
+        shape = plan_shape(len(plan.trajectories), algo, accelerator)
         update = ppo_update(
             model,
             optimizer,
             scheduler,
             plan,
-            cfg.algo,
+            algo,
             accelerator,
             pad_id,
             step_seed=cfg.train.seed * 7919 + step,
@@ -364,13 +329,15 @@ def train(
         if gen_copy is not None:
             gen_copy.refresh(trained)
         stop_if_not_finite(accelerator, update, policy, step + 1)
-        backend.sync_weights(policy)
+        if not cfg.train.max_staleness:
+            backend.sync_weights(policy)
         _release_memory()
+        schedule.wait()  # the next step's rollouts, played during the update
         if self_play is not None and (step + 1) % cfg.rollout.self_play_refresh == 0:
             self_play.refresh(policy)
         t_update = time.perf_counter() - t1
 
-        records = gather_object([t.record() for t in trajectories])
+        records = gather_object(ready.records)
         plan_stats = gather_object([plan.stats])
         with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
             fh.write(
@@ -378,7 +345,7 @@ def train(
                     {
                         "step": step,
                         "rank": rank,
-                        "seeds": sorted({g.seed for g in mine}),
+                        "seeds": ready.group_seeds,
                         "trajectories": len(trajectories),
                     }
                 )
@@ -423,6 +390,7 @@ def train(
                 self_play,
                 cfg,
                 run_id,
+                schedule.pending_state(),
             )
         if stopping:
             heldout = None  # an interrupted run is not judged
@@ -436,6 +404,7 @@ def train(
             break
 
     gc.unfreeze()
+    schedule.close()
     with (work_dir / f"rank-{rank}.jsonl").open("a") as fh:
         final = {"final": True, "rank": rank, "digest": params_digest(policy)}
         engine = {
@@ -483,6 +452,7 @@ def _checkpoint(
     self_play: Any,
     cfg: Config,
     run_id: str | None,
+    pending: str | None = None,
 ) -> None:
     accelerator.wait_for_everyone()
     # Collectives: FSDP gathers the optimizer state, DeepSpeed has every process write its partition.
@@ -494,6 +464,8 @@ def _checkpoint(
             "scheduler": scheduler.state_dict(),
             "sampler": sampler.state_dict(),
         }
+        if pending is not None:  # max_staleness 1: the next step's rollouts, already played
+            state["pending"] = pending
         if self_play is not None:
             state["self_play"] = {
                 k: v.detach().cpu() for k, v in self_play.backend.model.state_dict().items()

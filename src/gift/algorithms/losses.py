@@ -228,6 +228,7 @@ def policy_loss(
     kl_coef: float = 0.0,
     normaliser: float | Tensor | None = None,
     norm_length: int | None = None,
+    is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped policy-gradient loss to minimise, and metrics.
 
@@ -237,7 +238,9 @@ def policy_loss(
     loss = agg(l) - entropy_coef * agg(entropy) + kl_coef * agg(k3_kl(logprobs, ref_logprobs)).
 
     advantages: [B, T] (already spread over tokens) or [B] (one per sequence, spread here). entropy: per-token
-    entropies with gradient (see `entropy_from_logits`); without it there is no entropy bonus. Metrics are floats:
+    entropies with gradient (see `entropy_from_logits`); without it there is no entropy bonus. `is_weights`
+    ([B, T], detached) multiply each token's policy-gradient loss: the sampler-to-trainer importance correction
+    (`gift.algorithms.rollout_correction`); the normaliser is unchanged, as in TRL. Metrics are floats:
     loss, pg_loss, entropy and kl are this call's aggregated values (its share of the mini-batch when
     `normaliser` is given); pg_clipfrac, pg_clipfrac_lower (dual-clip), ppo_kl (mean old - new log-prob),
     ratio_mean, entropy_mean and kl_mean are means over this call's masked tokens (weight them by n_tokens).
@@ -267,6 +270,10 @@ def policy_loss(
         bound = -adv * config.dual_clip
         dual_active = (adv < 0) & (per_token > bound)
         per_token = torch.where(adv < 0, torch.minimum(per_token, bound), per_token)
+    if is_weights is not None:
+        if is_weights.shape != logprobs.shape:
+            raise ValueError(f"is_weights has shape {tuple(is_weights.shape)}, expected {tuple(logprobs.shape)}")
+        per_token = per_token * _masked(is_weights.float(), mask).detach()
 
     def agg(values: Tensor) -> Tensor:
         return aggregate(values, mask, config.loss_agg, normaliser=normaliser, norm_length=config.norm_length)

@@ -56,7 +56,10 @@ class ModelSeat:
     def seed_for(self, index: int, turn: int) -> int | None:
         return None if self.seed is None else derive_seed(self.seed, index, turn)
 
-    def generate(self, prompts: list[list[int]], seeds: list[int | None]) -> list[Sample]:
+    def generate(
+        self, prompts: list[list[int]], seeds: list[int | None], sessions: list[int] | None = None
+    ) -> list[Sample]:
+        """`sessions` name each prompt's episode, for backends that route an episode to one server."""
         step = self.max_batch or len(prompts)
         samples: list[Sample] = []
         for start in range(0, len(prompts), step):
@@ -66,6 +69,8 @@ class ModelSeat:
                 options["seeds"] = chunk_seeds
             else:
                 options["seed"] = chunk_seeds[0]
+            if sessions is not None and getattr(self.backend, "sticky_sessions", False):
+                options["sessions"] = sessions[start : start + step]
             out = self.backend.generate([list(p) for p in chunk], self.max_new_tokens, **options)
             if len(out) != len(chunk):
                 raise RuntimeError(f"backend returned {len(out)} samples for {len(chunk)} prompts")
@@ -307,7 +312,7 @@ class _Driver:
         seeds = [self.focal.seed_for(ep.index, ep.turn) for ep in ready]
         self.stats.generate_calls += 1
         self.stats.prompts += len(ready)
-        samples = self.focal.generate(prompts, seeds)
+        samples = self.focal.generate(prompts, seeds, sessions=[ep.index for ep in ready])
         for ep, sample in zip(ready, samples, strict=True):
             self._play_focal(ep, ep.recorder.reply(sample))
 

@@ -7,6 +7,7 @@ torch 2.13.0+cpu, a separate 3.4 GB environment) runs the same code, which is ho
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 from collections.abc import Sequence
 from typing import Any
@@ -57,6 +58,8 @@ def _from_wire(item: Any) -> tuple[str, Any]:
     if len(item) == 2:
         return item[0], item[1]
     name, dtype, shape, raw = item
+    if isinstance(raw, str):  # base64, from a JSON request to a server (`gift.rollout.vllm_server`)
+        raw = base64.b64decode(raw)
     flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(getattr(torch, dtype))
     return name, flat.reshape(shape)
 
