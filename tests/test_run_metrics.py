@@ -85,8 +85,9 @@ def test_single_task_step_reports_its_game_but_no_task_keys():
     assert m["game/matrix-v0/finished"] == pytest.approx(0.5)
     assert m["game/matrix-v0/turns"] == pytest.approx(1.5)
     assert {k for k in m if k.startswith("game/")} == {
-        f"game/matrix-v0/{x}" for x in ("reward", "success", "finished", "turns")
-    }
+        f"game/matrix-v0/{x}" for x in ("reward", "success", "finished", "turns", "episodes")
+    }  # `episodes` comes from the answer-diversity metrics (the plots weight their bands by it)
+    assert m["game/matrix-v0/episodes"] == 2.0
 
 
 def test_per_task_keys_can_be_asked_for_with_one_task_in_the_step():
