@@ -7,8 +7,11 @@ Run it on your own game before training on it:
 
 It plays random episodes (a random legal action when `legal_actions()` lists them, else short free text) and
 checks the API contract the rollout and trainer rely on: return types, the common info keys, the turn budget,
-seeded determinism, the format-penalty rule, robustness to junk answers, and the end-of-episode protocol.
-The first broken property raises `EnvCheckError`, whose message names it.
+seeded determinism, the format-penalty rule, robustness to junk answers, the end-of-episode protocol, and the
+seat API the episode driver plays through, which must give the same episodes as reset/step
+(`gift.games.checker_seats`). The random player draws from its own seed stream, never the game's, so it wins
+and loses by chance rather than in step with the game's draws. The first broken property raises
+`EnvCheckError`, whose message names it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gift.games.checker_seats import agent_for, check_driver_matches_step, check_seats
 from gift.games.protocol import FORMAT_PENALTY
 from gift.games.registry import make
 
@@ -65,6 +69,10 @@ class CheckReport:
     terminated: int = 0
     truncated: int = 0
     distinct_starts: int = 0
+    """Distinct opening observations."""
+    distinct_states: int = 0
+    """Distinct opening states (the game-specific info and the focal seat's structured view): hidden
+    information can differ by seed behind the same opening screen."""
     end_reasons: dict[str, int] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -74,7 +82,7 @@ class CheckReport:
         lines = [
             f"{self.game}: all {len(self.checks)} checks passed over {self.episodes} random episodes "
             f"({self.steps} steps; {self.terminated} terminated, {self.truncated} truncated; "
-            f"{self.distinct_starts} distinct start observations)",
+            f"{self.distinct_starts} distinct start observations, {self.distinct_states} distinct start states)",
             f"  end reasons: {reasons}",
             f"  checks: {', '.join(self.checks)}",
         ]
@@ -97,6 +105,7 @@ class _Trace:
     seed: int
     obs: str
     info: dict[str, Any]
+    state: tuple[dict[str, Any], dict[str, Any]]
     steps: list[_Step] = field(default_factory=list)
 
 
@@ -123,6 +132,15 @@ class _Checker:
         return (
             answer if self.parser == "raw" else f"<think>checking the game</think><answer>{answer}</answer>"
         )
+
+    def random_reply(self, agent: random.Random) -> str:
+        legal = self.call("legal_actions", self.game.legal_actions)
+        return self.wrap(agent.choice(legal) if legal else agent.choice(FREE_TEXT_ANSWERS))
+
+    def start_state(self, info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What may differ between seeds behind one opening screen: game-specific info, the focal view's state."""
+        view = self.call("seat_observe", self.game.observe, self.game.focal_seat)
+        return self.state_view(info), view.state
 
     def passed(self, check: str) -> None:
         if check not in self.report.checks:
@@ -216,7 +234,7 @@ class _Checker:
     def play(self, seed: int, agent: random.Random | None, replies: list[str] | None = None) -> _Trace:
         """Play one episode with random replies (or the given ones) and check every transition."""
         obs, info = self.reset(seed)
-        trace = _Trace(seed, obs, info)
+        trace = _Trace(seed, obs, info, self.start_state(info))
         turns = 0
         max_turns = self.game.max_turns
         for k in range(max_turns):
@@ -224,9 +242,7 @@ class _Checker:
                 reply = replies[k]
             else:
                 assert agent is not None
-                legal = self.call("legal_actions", self.game.legal_actions)
-                answer = agent.choice(legal) if legal else agent.choice(FREE_TEXT_ANSWERS)
-                reply = self.wrap(answer)
+                reply = self.random_reply(agent)
             where = f"seed {seed}, step {k + 1}"
             step = self.step(reply, where)
             self.check_transition(step, turns, where)
@@ -325,15 +341,31 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
     return ", ".join(f"{k!r}: {a.get(k)!r} vs {b.get(k)!r}" for k in changed[:3]) or "(order only)"
 
 
-def check_env(game_or_id: Any, episodes: int = 20, seed: int = 0) -> CheckReport:
-    """Check a game (instance or registered id) against the TextGame contract; raise `EnvCheckError` if broken."""
-    game = make(game_or_id) if isinstance(game_or_id, str) else game_or_id
-    name = str(getattr(game, "id", type(game).__name__))
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes!r} must be >= 1")
-    report = CheckReport(game=name, episodes=episodes)
-    checker = _Checker(game, name, report)
-    for attr in ("reset", "step", "render", "legal_actions"):
+SEAT_API = (
+    "begin",
+    "to_move",
+    "observe",
+    "play_focal",
+    "play_other",
+    "forfeit",
+    "step_complete",
+    "collect_step",
+)
+"""The methods the episode driver plays through (gift.rollout.driver)."""
+
+
+def _distinct(values: list[Any]) -> int:
+    """How many different values, by equality (states are dicts, which do not hash)."""
+    unique: list[Any] = []
+    for value in values:
+        if value not in unique:
+            unique.append(value)
+    return len(unique)
+
+
+def _check_api(checker: _Checker) -> None:
+    game = checker.game
+    for attr in ("reset", "step", "render", "legal_actions", "opening", *SEAT_API):
         if not callable(getattr(game, attr, None)):
             raise checker.fail("api", f"the game has no {attr}() method")
     max_turns = getattr(game, "max_turns", None)
@@ -341,10 +373,12 @@ def check_env(game_or_id: Any, episodes: int = 20, seed: int = 0) -> CheckReport
         raise checker.fail("api", f"max_turns={max_turns!r} must be an integer >= 1")
     checker.passed("api")
 
-    traces: list[_Trace] = []
-    reasons: Counter[str] = Counter()
+
+def _play_random(checker: _Checker, episodes: int, seed: int) -> list[_Trace]:
+    """The random episodes every later check builds on, tallied into the report."""
+    report, traces, reasons = checker.report, [], Counter[str]()
     for i in range(episodes):
-        trace = checker.play(seed + i, random.Random(seed * 1_000_003 + i))
+        trace = checker.play(seed + i, agent_for(seed, i))
         checker.passed("ends_within_budget")
         checker.check_step_after_end(seed + i)
         last = trace.steps[-1]
@@ -354,18 +388,43 @@ def check_env(game_or_id: Any, episodes: int = 20, seed: int = 0) -> CheckReport
         reasons[str(last.info["end_reason"])] += 1
         traces.append(trace)
     report.end_reasons = dict(reasons)
-    report.distinct_starts = len({t.obs for t in traces})
+    report.distinct_starts = _distinct([t.obs for t in traces])
+    report.distinct_states = _distinct([t.state for t in traces])
+    return traces
 
+
+def _check_seeds_vary(checker: _Checker, episodes: int, seed: int) -> None:
+    """Seeds must change the start: its text, or (hidden information) the state behind the same text."""
+    report = checker.report
+    if episodes < 2:
+        report.skipped.append("seeds_vary: needs episodes >= 2")
+        return
+    if report.distinct_starts < 2 and report.distinct_states < 2:
+        raise checker.fail(
+            "seeds_vary",
+            f"seeds {seed}..{seed + episodes - 1} all gave the same start: the same observation, "
+            "the same game-specific info and the same observe(focal_seat).state",
+        )
+    checker.passed("seeds_vary")
+
+
+def check_env(game_or_id: Any, episodes: int = 20, seed: int = 0) -> CheckReport:
+    """Check a game (instance or registered id) against the TextGame contract; raise `EnvCheckError` if broken."""
+    game = make(game_or_id) if isinstance(game_or_id, str) else game_or_id
+    name = str(getattr(game, "id", type(game).__name__))
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes!r} must be >= 1")
+    report = CheckReport(game=name, episodes=episodes)
+    checker = _Checker(game, name, report)
+    _check_api(checker)
+    check_seats(checker, seed, episodes)
+    traces = _play_random(checker, episodes, seed)
     # Replays run after every other episode, so they also catch state leaking across resets.
     for trace in traces[:DETERMINISM_REPLAYS]:
         checker.compare(trace, checker.play(trace.seed, None, [s.reply for s in trace.steps]))
     checker.passed("reset_after_end")
-    if episodes >= 2:
-        if report.distinct_starts < 2:
-            raise checker.fail("seeds_vary", f"seeds {seed}..{seed + episodes - 1} all gave the same start")
-        checker.passed("seeds_vary")
-    else:
-        report.skipped.append("seeds_vary: needs episodes >= 2")
+    check_driver_matches_step(checker, traces, seed)  # only meaningful once a seed fixes an episode
+    _check_seeds_vary(checker, episodes, seed)
     checker.check_format_penalty(seed)
     checker.check_junk(seed)
     return report

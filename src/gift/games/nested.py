@@ -157,6 +157,8 @@ class NestedGame(TextGame):
         own_budget = sum(sub.max_turns for sub in subgames)
         super().__init__(max_turns=own_budget if max_turns is None else max_turns, parser=parser)
         self.games: list[TextGame] = subgames
+        self.seats = max(sub.seats for sub in subgames)  # type: ignore[misc]
+        """Seats are the sub-games' own: the current one says which is to move."""
         self.combinator = combinator
         self.order = order
         self.play_order: list[int] = list(range(len(subgames)))
