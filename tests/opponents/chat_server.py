@@ -32,7 +32,7 @@ class Behaviour:
     """How the server answers one request; build these with the helper functions below."""
 
     kind: str
-    """One of: text, echo, respond, status, malformed, empty, stall."""
+    """One of: text, echo, respond, status, malformed, empty, stall, trickle."""
     text: str | None = ""
     status: int = 500
     seconds: float = 0.0
@@ -70,6 +70,11 @@ def malformed() -> Behaviour:
 def empty(null: bool = False) -> Behaviour:
     """Answer 200 with an empty (or, with `null`, a JSON null) message content."""
     return Behaviour("empty", text=None if null else "")
+
+
+def trickle(seconds: float = 5.0) -> Behaviour:
+    """Answer 200 and a JSON body, one byte every 0.1 s for `seconds` (never finishing within a short timeout)."""
+    return Behaviour("trickle", seconds=seconds)
 
 
 def stall(seconds: float = 5.0) -> Behaviour:
@@ -228,6 +233,19 @@ class _Handler(BaseHTTPRequestHandler):
         chat = self.server.chat
         if behaviour.kind == "stall":
             chat._closing.wait(behaviour.seconds)
+            self.close_connection = True
+            return
+        if behaviour.kind == "trickle":
+            data = json.dumps(_completion(body, "(1, 1)")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for index in range(min(len(data), int(behaviour.seconds * 10))):
+                if chat._closing.wait(0.1):
+                    break
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
             self.close_connection = True
             return
         if behaviour.kind == "status":

@@ -20,6 +20,7 @@ from tests.opponents.chat_server import (
     malformed,
     reply,
     stall,
+    trickle,
 )
 
 KEY_ENV = "GIFT_TEST_OPENAI_KEY"
@@ -333,3 +334,21 @@ def test_tictactoe_episode_is_called_off_when_the_llm_opponent_fails(behaviour) 
     assert info["success"] is False and reward == 0.0
     assert asked == game.opponent_tries
     assert game.opponent.stats.forfeits == 1
+
+
+def test_a_trickling_server_cannot_stretch_a_move_past_timeout_times_tries() -> None:
+    import time
+
+    from gift.games.tictactoe import TicTacToe
+    from gift.opponents.base import answer_seat
+
+    with ChatServer(trickle(seconds=30.0)) as server:
+        opponent = make(server, timeout=0.4, retries=0)
+        game = TicTacToe(opponent=opponent, opponent_tries=2, seat=2, start="empty")
+        game.begin(seed=1)  # the opponent (Player 1) moves first
+        start = time.perf_counter()
+        assert answer_seat(game, 1, opponent, tries=2) is False  # each try cut off at the timeout
+        elapsed = time.perf_counter() - start
+    assert elapsed < 0.4 * 2 + 1.0, f"a move took {elapsed:.2f}s"
+    assert opponent.stats.errors == 2 and opponent.stats.forfeits == 1
+    assert game.to_move() is None and game.collect_step()[4]["opponent_failed"]

@@ -72,8 +72,9 @@ class _Retryable(Exception):
 class OpenAIChatOpponent(Opponent):
     """Chat-completions client with bounded concurrency, transport retries and key hygiene.
 
-    `timeout` bounds each network phase of one HTTP attempt (connect, each read, write), so a stalled server
-    costs about timeout × (retries + 1) plus backoff before `OpponentError`. `extra_body` is merged into the
+    `timeout` bounds each HTTP attempt as a whole (a server that trickles bytes is cut off too), so one request
+    costs at most timeout × (retries + 1) plus backoff before `OpponentError`, and one move at most that times
+    the game's `opponent_tries`. `extra_body` is merged into the
     request JSON, e.g. {"chat_template_kwargs": {"enable_thinking": False}} for Qwen3 on vLLM.
     """
 
@@ -222,14 +223,7 @@ class OpenAIChatOpponent(Opponent):
             with self._lock:
                 self.chat_stats.http_attempts += 1
             try:
-                completion = client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=self.temperature,
-                    max_tokens=self.max_tokens,
-                    extra_body=dict(self.extra_body) if self.extra_body else None,
-                    timeout=self.timeout,
-                )
+                completion = self._create_within_timeout(client, messages)
             except openai.APITimeoutError:
                 raise _Retryable(f"timed out (timeout={self.timeout:g}s)") from None
             except openai.APIConnectionError:
@@ -246,6 +240,33 @@ class OpenAIChatOpponent(Opponent):
             except ValueError:  # an undecodable JSON body
                 raise _Retryable("malformed JSON response") from None
         return self._reply_text(completion)
+
+    def _create_within_timeout(self, client: openai.OpenAI, messages: list[dict[str, str]]) -> Any:
+        """One completion request that must finish within `timeout` in all: the client's own timeout bounds
+        each network phase only, so a server trickling bytes could stretch an attempt without end."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["reply"] = client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
+                    extra_body=dict(self.extra_body) if self.extra_body else None,
+                    timeout=self.timeout,
+                )
+            except BaseException as err:  # noqa: BLE001 - handed back to the caller below
+                box["error"] = err
+
+        worker = threading.Thread(target=work, name="gift-openai-request", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():  # left to end on its own; its reply, if any, is dropped
+            raise _Retryable(f"timed out (no complete reply within timeout={self.timeout:g}s)")
+        if "error" in box:
+            raise box["error"]
+        return box["reply"]
 
     def _reply_text(self, completion: object) -> str:
         """The first choice's content; a response without that shape is malformed, an empty one is an error."""
