@@ -25,8 +25,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from gift.opponents.base import OpponentStats
 from gift.rollout import RolloutConfig, Trajectory, run_rollouts
-from gift.rollout.driver import DriverStats, SeatStats
+from gift.rollout.driver import DriverStats
 
 
 @dataclass
@@ -133,7 +134,7 @@ class RolloutSchedule:
             {
                 "trajectories": [dataclasses.asdict(t) for t in ready.trajectories],
                 "records": ready.records,
-                "stats": dataclasses.asdict(ready.stats),
+                "stats": _stats_state(ready.stats),
                 "group_seeds": ready.group_seeds,
                 "seconds": ready.seconds,
             }
@@ -145,7 +146,7 @@ class RolloutSchedule:
             return
         data = json.loads(text)
         stats = dict(data["stats"])
-        stats["per_game"] = {k: SeatStats(**v) for k, v in stats["per_game"].items()}
+        stats["per_game"] = {k: OpponentStats(**v) for k, v in stats["per_game"].items()}
         trajectories = []
         for t in data["trajectories"]:
             t["reply_spans"] = [tuple(span) for span in t["reply_spans"]]
@@ -157,3 +158,10 @@ class RolloutSchedule:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stats_state(stats: DriverStats) -> dict[str, Any]:
+    """The driver's counters as JSON (the per-game counters hold a lock, which does not copy)."""
+    out = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats) if f.name != "per_game"}
+    out["per_game"] = {game: counts.as_dict() for game, counts in stats.per_game.items()}
+    return out
