@@ -90,7 +90,7 @@ def test_a_two_step_run_ends_with_the_heldout_table(tiny_model_dir, tmp_path, mo
     assert held["games"][DIGIT_GAME]["trained"]["n"] == 6
     assert (out / START_FILE).is_file()
     calls = [c for c in seen if c[0][0] >= HELDOUT_BASE_SEED]
-    assert len(calls) == 2 and len(seen) == 4  # the starting and the trained model, then the 2 training steps
+    assert len(calls) == 2  # the starting and the trained model (training steps call the rollout elsewhere)
     for seeds, cfg, parsers in calls:
         assert cfg.reply_prefix == "7" and cfg.system_prompt == "Answer briefly." and set(parsers) == {"raw"}
         assert seeds == list(range(held["seeds"][0], held["seeds"][1] + 1))
