@@ -48,7 +48,7 @@ def test_full_table_over_games_and_benchmarks_with_a_judge(tiny_model_dir, tmp_p
              "--data", f"mmlu={DATA / 'mmlu.jsonl'}", "--data", f"mmlu-pro={DATA / 'mmlu_pro.jsonl'}",
              "--data", f"socialiqa={DATA / 'socialiqa.jsonl'}", "--data", f"math500={DATA / 'math500.jsonl'}",
              "--data", f"commongen={DATA / 'commongen.jsonl'}", "--limit", "3",
-             "--episodes", "matrix=5", "--episodes", "tictactoe-v0=3", "--episodes", "spy=2",
+             "--episodes", "matrix=5", "--episodes", "matrix-balanced=4", "--episodes", "tictactoe-v0=3", "--episodes", "spy=2",
              "--opponent", "tictactoe-v0=perfect", "--opponent", "spy-v0=bot",
              "--judge-endpoint", judge.base_url, "--judge-model", "judge",
              "--max-new-tokens", "12", "--out", str(out)],
@@ -62,7 +62,7 @@ def test_full_table_over_games_and_benchmarks_with_a_judge(tiny_model_dir, tmp_p
     [row] = table_rows(out)
     assert row["model"] == tiny_model_dir
     n = {c: int(row[f"{c}_n"]) for c in COLUMNS}
-    assert n == {"MATH": 3, "Matrix": 5, "TicTacToe": 3, "Spy": 2, "MMLU": 3, "MMLU-Pro": 3, "CommonGen": 3,
+    assert n == {"MATH": 3, "Matrix": 5, "Matrix (balanced)": 4, "TicTacToe": 3, "Spy": 2, "MMLU": 3, "MMLU-Pro": 3, "CommonGen": 3,
                  "SocialIQA": 3}  # fmt: skip
     for column in COLUMNS:
         assert float(row[f"{column}_low"]) <= float(row[column]) <= float(row[f"{column}_high"])
@@ -88,13 +88,13 @@ def test_full_table_over_games_and_benchmarks_with_a_judge(tiny_model_dir, tmp_p
     random_row = next(line for line in table.splitlines() if line.startswith("| baseline: random legal move"))
     assert "0.0 [0.0, " in random_row.split("|")[COLUMNS.index("TicTacToe") + 2]  # random never beats perfect
     baselines = json.loads((out / "results.json").read_text())["baselines"]
-    assert set(baselines) == {"matrix-v0", "tictactoe-v0", "spy-v0"}  # MATH500 is a benchmark, not a game
+    assert set(baselines) == {"matrix-v0", "matrix-balanced-v0", "tictactoe-v0", "spy-v0"}  # MATH500 is a benchmark, not a game
     assert {b["n"] for b in baselines["spy-v0"]} == {2}
     assert (out / "baselines.csv").read_text().startswith("suite,policy,answer,method,value")
     assert table in capsys.readouterr().out
 
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
-    assert len(items) == 5 + 3 + 2 + 3 * 5
+    assert len(items) == 5 + 4 + 3 + 2 + 3 * 5
     assert all({"model", "suite", "item", "seed", "correct", "reply"} <= set(r) for r in items)
     # Fresh single-turn prompts for every game turn (and every benchmark item).
     prompts = loader.backends[tiny_model_dir].prompts

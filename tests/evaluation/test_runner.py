@@ -18,7 +18,9 @@ DATA = Path(__file__).parent / "data"
 
 # ---- plan ----------------------------------------------------------------------------------------------------------
 def test_suites_expand_and_unknown_ones_are_rejected() -> None:
-    assert expand_suites(["games", "math", "spy"]) == ["matrix-v0", "tictactoe-v0", "spy-v0", "math"]
+    assert expand_suites(["games", "math", "spy"]) == [
+        "matrix-v0", "matrix-balanced-v0", "tictactoe-v0", "spy-v0", "math"
+    ]  # fmt: skip
     with pytest.raises(ConfigError, match="unknown suite 'chess'; allowed: games"):
         expand_suites(["chess"])
 
@@ -49,6 +51,7 @@ def test_prepare_reads_data_builds_jobs_and_falls_back_to_generated_math(tiny_mo
     assert list(jobs) == [
         "math-v0",
         "matrix-v0",
+        "matrix-balanced-v0",
         "tictactoe-v0",
         "spy-v0",
     ]  # no extra games: the opponent is perfect

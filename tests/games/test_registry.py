@@ -11,7 +11,7 @@ from gift.compose import NestedGame
 from gift.errors import ConfigError
 from gift.games import GameSpec, Outcome, TextGame, game_specs, make, register, registry, spec
 
-SHIPPED = ["matrix-v0", "tictactoe-v0", "spy-v0", "math-v0", "nested-v0"]
+SHIPPED = ["matrix-v0", "matrix-balanced-v0", "tictactoe-v0", "spy-v0", "math-v0", "nested-v0"]
 
 
 class Sized(TextGame):

@@ -24,7 +24,8 @@ from typing import Any
 from gift.errors import ConfigError
 from gift.evaluation.stats import Estimate, SeedSpread, binomial_ci, mean_ci, seed_spread
 
-COLUMNS = ("MATH", "Matrix", "TicTacToe", "Spy", "MMLU", "MMLU-Pro", "CommonGen", "SocialIQA")
+COLUMNS = ("MATH", "Matrix", "Matrix (balanced)", "TicTacToe", "Spy", "MMLU", "MMLU-Pro", "CommonGen", "SocialIQA")
+"""The paper's columns, with the balanced Matrix game (no constant answer beats chance) beside its own."""
 GENERAL_COLUMNS = ("MMLU", "MMLU-Pro", "CommonGen", "SocialIQA")
 AVG = "Avg"
 BENCHMARK_COLUMNS = {

@@ -431,3 +431,10 @@ def _hit(kind: EpisodeKind, k: int, permute: bool) -> Fraction:
     if permute:
         return Fraction(len(kind.labels), kind.num_actions)
     return Fraction(int(k in kind.labels))
+
+
+class BalancedMatrixGame(MatrixGame):
+    """`matrix-v0` registered with `permute_actions=True`: the labelled action is spread over the positions, so
+    the best constant answer scores what a random legal answer scores (the paper's game rewards answering "2")."""
+
+    id: ClassVar[str] = "matrix-balanced-v0"

@@ -83,6 +83,14 @@ _BUILTIN = (
                                            "labels", "permute_actions")),
     ),
     GameSpec(
+        "matrix-balanced-v0", "gift.games.matrix:BalancedMatrixGame",
+        "matrix-v0 with both players' actions shuffled per episode: no constant answer beats chance.",
+        defaults={"permute_actions": True},
+        eval=EvalSpec("Matrix (balanced)", alias="matrix-balanced",
+                      kept_info=("matrix_game", "matrix_game_index", "sign", "role", "chosen_action", "labels",
+                                 "permute_actions")),
+    ),
+    GameSpec(
         "tictactoe-v0", "gift.games.tictactoe:TicTacToe",
         "Tic-tac-toe on a 3x3 board against a scripted, LLM or self-play opponent (5 moves).",
         seats=2, bots="gift.games.tictactoe:BOTS",
