@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from gift.games.base import TextGame
 from gift.games.protocol import parse_lenient, parse_strict
 
 METRICS = ("answer_entropy", "top_answer_share", "answer_count", "top_answer", "episodes")
@@ -41,19 +42,27 @@ def reply_answer(reply: str) -> str | None:
     return normalise(parsed.answer if parsed is not None else reply)
 
 
-INFO_GAMES = ("matrix-v0", "math-v0", "spy-v0")
-"""Games whose info records the answer they read; an unreadable reply (format error) then counts as none."""
+def _game_class(game: str) -> Any:
+    """The registered class of `game`, or None for an id this process does not know."""
+    from gift.errors import ConfigError
+    from gift.games.registry import spec
+
+    try:
+        return spec(game).load()
+    except ConfigError:
+        return None
+
+
+def records_answers(game: str) -> bool:
+    """Whether the game's final info records the answer it read (an unreadable reply then counts as none)."""
+    cls = _game_class(game)
+    return cls is not None and cls.recorded_answer.__func__ is not TextGame.recorded_answer.__func__
 
 
 def info_answer(info: Mapping[str, Any]) -> str | None:
-    """The answer a game's info records for the policy (for the games in INFO_GAMES), else None."""
-    game = info.get("game")
-    if game in ("matrix-v0", "math-v0"):
-        return normalise(info.get("answer"))
-    if game == "spy-v0":
-        vote = (info.get("votes") or {}).get(info.get("trained_seat"))
-        return None if vote is None else f"Player {vote}"
-    return None
+    """The answer a game's info records for the policy (`TextGame.recorded_answer`), else None."""
+    cls = _game_class(str(info.get("game")))
+    return None if cls is None else normalise(cls.recorded_answer(dict(info)))
 
 
 def _replies(record: Mapping[str, Any]) -> list[str]:
@@ -61,10 +70,12 @@ def _replies(record: Mapping[str, Any]) -> list[str]:
 
 
 def _from_replies(game: str, replies: Sequence[str]) -> str | None:
-    """Spy: the vote (last reply); any other game: its first reply."""
+    """The first reply's answer, or the last one's for games that answer at the end (Spy's vote)."""
     if not replies:
         return None
-    return reply_answer(replies[-1] if game == "spy-v0" else replies[0])
+    cls = _game_class(game)
+    last = cls is not None and cls.answer_in_last_reply
+    return reply_answer(replies[-1] if last else replies[0])
 
 
 def episode_answers(record: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -73,7 +84,7 @@ def episode_answers(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     replies = _replies(record)
     if "subgames" not in info:
         game = str(info.get("game") or record.get("game"))
-        answer = info_answer(info) if game in INFO_GAMES else _from_replies(game, replies)
+        answer = info_answer(info) if records_answers(game) else _from_replies(game, replies)
         return [(game, answer)] if answer is not None else []
     out: list[tuple[str, str]] = []
     last_info = info.get("subgame_info") or {}
@@ -83,7 +94,7 @@ def episode_answers(record: Mapping[str, Any]) -> list[tuple[str, str]]:
         game, turns = str(sub.get("game")), int(sub.get("turns") or 0)
         own = replies[start : start + turns]
         start += turns
-        if index == last_index and last_info.get("game") == game and game in INFO_GAMES:
+        if index == last_index and last_info.get("game") == game and records_answers(game):
             answer = info_answer(last_info)
         else:
             answer = _from_replies(game, own)

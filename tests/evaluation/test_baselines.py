@@ -9,6 +9,7 @@ import pytest
 from gift.evaluation import baselines as b
 from gift.evaluation.stats import binomial_ci
 from gift.games.registry import make
+from gift.games.spy import TRIVIAL_DESCRIPTIONS
 from gift.games.spy_bots import contains_word
 
 
@@ -72,7 +73,7 @@ def test_minimax_never_loses_and_beats_random_against_a_noisy_bot():
         done = False
         rng = random.Random(seed)
         while not done:
-            obs, _, term, trunc, info = game.step(b.perfect_tictactoe(obs, info, game.legal_actions(), rng))
+            obs, _, term, trunc, info = game.step(b.perfect_policy(obs, info, game.legal_actions(), rng))
             done = term or trunc
         assert info["end_reason"] in ("win", "draw"), seed
     rows = {r.policy: r for r in b.baseline_rows("tictactoe-v0", {"start": "empty"}, episodes=300)}
@@ -93,7 +94,7 @@ def test_spy_policies_stay_legal_and_the_oracle_beats_a_random_vote():
     assert rows["oracle"].success > rows["random"].success
     assert rows["constant"].answer.startswith("I vote for Player")
     for word in ("life", "people", "anywhere", "cat"):
-        assert not contains_word(b.generic_description({"secret_word": word}), word)
+        assert not contains_word(b.generic_description({"game": "spy-v0", "secret_word": word}), word)
 
 
 def test_constant_policy_answers_the_same_except_spy_descriptions():
@@ -101,7 +102,7 @@ def test_constant_policy_answers_the_same_except_spy_descriptions():
     rng = random.Random(0)
     assert policy("obs", {"game": "matrix-v0"}, ["1", "2"], rng) == "2"
     spy_turn = {"game": "spy-v0", "phase": "describe", "secret_word": "cat"}
-    assert policy("obs", spy_turn, None, rng) == b.GENERIC_DESCRIPTIONS[0]
+    assert policy("obs", spy_turn, None, rng) == TRIVIAL_DESCRIPTIONS[0]
 
 
 def test_rows_describe_themselves_and_reject_unknown_policies():

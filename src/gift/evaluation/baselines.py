@@ -28,14 +28,9 @@ from typing import Any
 
 from gift.evaluation.stats import Estimate, binomial_ci
 from gift.games.registry import make
+from gift.games.registry import spec as game_spec
 
 POLICIES = ("random", "constant", "perfect")
-GENERIC_DESCRIPTIONS = (
-    "It is something many people know from everyday life.",
-    "You could come across this almost anywhere.",
-)
-"""The open-ended answer of the trivial Spy policies. The two share no word, so when the first names the secret
-word the second does not."""
 MATH_CANDIDATES = 3
 """Most common gold answers (on calibration seeds) tried as the constant math answer."""
 _CALIBRATION_OFFSET = 1_000_003
@@ -120,72 +115,45 @@ def _simulated(game_id: str, options: Any, name: str, policy: Policy, seeds: Seq
 
 
 # ---------------------------------------------------------------------------------------------- policies
-def generic_description(info: Mapping[str, Any]) -> str:
-    """A description that fits any word and never names the player's own (`info["secret_word"]`)."""
-    from gift.games.spy_bots import contains_word
+def _game_class(info_or_id: Mapping[str, Any] | str) -> Any:
+    game_id = info_or_id if isinstance(info_or_id, str) else str(info_or_id.get("game"))
+    return game_spec(game_id).load()
 
-    word = str(info.get("secret_word") or "")
-    return next((d for d in GENERIC_DESCRIPTIONS if not word or not contains_word(d, word)),
-                GENERIC_DESCRIPTIONS[-1])  # fmt: skip
+
+def generic_description(info: Mapping[str, Any]) -> str:
+    """The game's own trivial answer for a turn without listed answers (Spy: a description naming no word)."""
+    return _game_class(info).open_answer(dict(info)) or ""
 
 
 def random_policy(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
-    """A uniformly random legal action; the generic description where answers are open-ended."""
+    """A uniformly random legal action; the game's trivial answer where answers are open-ended."""
     return rng.choice(legal) if legal else generic_description(info)
 
 
 def constant_policy(answer: str) -> Policy:
-    """Always `answer` (open-ended turns of Spy still get the generic description)."""
+    """Always `answer` (turns without listed answers still get the game's trivial answer)."""
 
     def policy(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
-        if info.get("game") == "spy-v0" and info.get("phase") == "describe":
+        if not legal and _game_class(info).open_answer(dict(info)) is not None:
             return generic_description(info)
         return answer
 
     return policy
 
 
-def perfect_matrix(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
-    return str(min(info["labels"]))
-
-
-def perfect_math(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
-    return str(info["gold_answer"])
-
-
-def perfect_tictactoe(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
-    """A minimax move on the board rebuilt from `info["moves"]` (ties broken at random)."""
-    from gift.games.tictactoe import EMPTY_BOARD, format_move, optimal_moves, rc_to_cell
-
-    board = list(EMPTY_BOARD)
-    for mark, row, col in info["moves"]:
-        board[rc_to_cell(row, col)] = mark
-    return format_move(rng.choice(optimal_moves(tuple(board), info["mark"])))
-
-
-def oracle_spy(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
-    """Knows the roles: votes for the spy, or as the spy for a random civilian."""
-    if info.get("phase") != "vote":
-        return generic_description(info)
-    me, spy = info["trained_seat"], info["spy_seat"]
-    if me != spy:
-        return f"I vote for Player {spy}"
-    return rng.choice(legal) if legal else f"I vote for Player {1 if me != 1 else 2}"  # legal never holds me
-
-
-_PERFECT: dict[str, tuple[str, Policy]] = {
-    "matrix-v0": ("perfect", perfect_matrix),
-    "math-v0": ("perfect", perfect_math),
-    "tictactoe-v0": ("perfect", perfect_tictactoe),
-    "spy-v0": ("oracle", oracle_spy),
-}
+def perfect_policy(obs: str, info: Mapping[str, Any], legal: list[str] | None, rng: random.Random) -> str:
+    """The game's perfect (or oracle) player, `TextGame.oracle_answer`."""
+    answer = _game_class(info).oracle_answer(dict(info), legal, rng)
+    assert answer is not None, f"{info.get('game')} has no perfect player"
+    return answer
 
 
 # ---------------------------------------------------------------------------------------------- constants
 def constant_candidates(game_id: str, options: Mapping[str, Any] | None, seeds: Sequence[int]) -> list[str]:
     """Answers worth trying as a constant: first-turn legal actions, else the commonest gold answers."""
-    if game_id == "spy-v0":
-        return [f"I vote for Player {k}" for k in range(1, 5)]
+    fixed = game_spec(game_id).load().constant_answers()
+    if fixed is not None:
+        return list(fixed)
     game = make(game_id, **{**dict(options or {}), "parser": "raw"})
     legal: dict[str, None] = {}
     golds: Counter[str] = Counter()
@@ -297,12 +265,29 @@ def baseline_rows(
         elif exact is not None:
             rows += [r for r in exact if r.policy == policy]
         elif policy == "random":
-            if game_id != "math-v0":  # an open-ended answer has no legal set to draw from
+            if _has_random_player(game_id, options):
                 rows.append(_simulated(game_id, options, "random", random_policy, seeds))
-        elif game_id in _PERFECT:
-            name, player = _PERFECT[game_id]
-            rows.append(_simulated(game_id, options, name, player, seeds))
+        elif _has_oracle(game_id, options):
+            name = game_spec(game_id).load().oracle_name
+            rows.append(_simulated(game_id, options, name, perfect_policy, seeds))
     return rows
+
+
+def _first_turn(game_id: str, options: Any) -> tuple[Any, dict[str, Any]]:
+    game = make(game_id, **{**dict(options or {}), "parser": "raw"})
+    _, info = game.reset(seed=_CALIBRATION_OFFSET)
+    return game, info
+
+
+def _has_random_player(game_id: str, options: Any) -> bool:
+    """A random player needs listed answers, or the game's own trivial answer for open-ended turns."""
+    game, info = _first_turn(game_id, options)
+    return bool(game.legal_actions()) or type(game).open_answer(info) is not None
+
+
+def _has_oracle(game_id: str, options: Any) -> bool:
+    game, info = _first_turn(game_id, options)
+    return type(game).oracle_answer(info, game.legal_actions(), random.Random(0)) is not None
 
 
 # ---------------------------------------------------------------------------------------------- for gift eval

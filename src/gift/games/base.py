@@ -164,6 +164,32 @@ class TextGame:
         the whole text. A rules profile may read replies differently."""
         return answer_text(reply)
 
+    # ----------------------------------------------------------------- what analyses know of a game
+    oracle_name: ClassVar[str] = "perfect"
+    """What `oracle_answer` plays: "perfect" (best play) or "oracle" (a player that sees hidden state)."""
+    answer_in_last_reply: ClassVar[bool] = False
+    """Answer-diversity metrics read a game's answer from its first reply, or (True) from its last one."""
+
+    @classmethod
+    def oracle_answer(cls, info: dict[str, Any], legal: list[str] | None, rng: random.Random) -> str | None:
+        """The answer of a perfect (or oracle) player given the final info so far; None: the game has none."""
+        return None
+
+    @classmethod
+    def recorded_answer(cls, info: dict[str, Any]) -> str | None:
+        """The focal seat's answer as the final info records it; None: read it from the replies."""
+        return None
+
+    @classmethod
+    def open_answer(cls, info: dict[str, Any]) -> str | None:
+        """A trivial answer for a turn whose answers cannot be listed (trivial baselines); None: no such turn."""
+        return None
+
+    @classmethod
+    def constant_answers(cls) -> list[str] | None:
+        """The candidate constant answers of the trivial baselines; None: the first turn's legal actions."""
+        return None
+
     def legal_actions(self) -> list[str] | None:
         """The focal seat's legal answers now, when they can be listed (None for open-ended answers)."""
         return None

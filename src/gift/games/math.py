@@ -98,6 +98,14 @@ class MathProblem(TextGame):
             return f"{self.problem_text}\n\nYour answer {self.answer!r} is {verdict}. The episode is over."
         return self.problem_text
 
+    @classmethod
+    def oracle_answer(cls, info: dict[str, Any], legal: list[str] | None, rng: Any) -> str | None:
+        return str(info["gold_answer"])
+
+    @classmethod
+    def recorded_answer(cls, info: dict[str, Any]) -> str | None:
+        return info.get("answer")
+
     def solution(self) -> str | None:
         return f"the answer is {self.gold}" if self.gold else None
 

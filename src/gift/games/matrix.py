@@ -333,6 +333,14 @@ class MatrixGame(TextGame):
             return f"{self.prompt}\n\nYou chose action {self.chosen_action}. The game is over."
         return self.prompt
 
+    @classmethod
+    def oracle_answer(cls, info: dict[str, Any], legal: list[str] | None, rng: Any) -> str | None:
+        return str(min(info["labels"]))
+
+    @classmethod
+    def recorded_answer(cls, info: dict[str, Any]) -> str | None:
+        return info.get("answer")
+
     def solution(self) -> str | None:
         if not self.labels:
             return None

@@ -53,6 +53,12 @@ DESCRIPTION_ROUNDS = 2
 INVALID_PENALTY = -0.1
 """Charged for an invalid description or vote (the paper's Who's the Spy environment); the player then tries again."""
 SPY_BOTS = MappingProxyType({"bot": SpyBot})
+TRIVIAL_DESCRIPTIONS = (
+    "It is something many people know from everyday life.",
+    "You could come across this almost anywhere.",
+)
+"""The open-ended answer of the trivial baseline policies. The two share no word, so when the first names the
+secret word the second does not."""
 _SLOTS = NUM_PLAYERS * (DESCRIPTION_ROUNDS + 1)
 """Turn order: every seat in round 1, every seat in round 2, every seat's vote."""
 _EXPECTED_SHAPE = (
@@ -468,6 +474,36 @@ class WhosTheSpy(TextGame):
                 f"The {self.winner} win."
             )
         return self._prompt(self.trained_seat)
+
+    oracle_name = "oracle"
+    answer_in_last_reply = True
+
+    @classmethod
+    def oracle_answer(cls, info: dict[str, Any], legal: list[str] | None, rng: Any) -> str | None:
+        """Knows the roles: votes for the spy, or as the spy for a random civilian."""
+        if info.get("phase") != "vote":
+            return cls.open_answer(info)
+        me, spy = info["trained_seat"], info["spy_seat"]
+        if me != spy:
+            return f"I vote for Player {spy}"
+        return rng.choice(legal) if legal else f"I vote for Player {1 if me != 1 else 2}"
+
+    @classmethod
+    def recorded_answer(cls, info: dict[str, Any]) -> str | None:
+        vote = (info.get("votes") or {}).get(info.get("trained_seat"))
+        return None if vote is None else f"Player {vote}"
+
+    @classmethod
+    def open_answer(cls, info: dict[str, Any]) -> str | None:
+        """A description that fits any word and never names the player's own (`info["secret_word"]`)."""
+        word = str(info.get("secret_word") or "")
+        return next(
+            (d for d in TRIVIAL_DESCRIPTIONS if not word or not contains_word(d, word)), TRIVIAL_DESCRIPTIONS[-1]
+        )
+
+    @classmethod
+    def constant_answers(cls) -> list[str] | None:
+        return [f"I vote for Player {k}" for k in range(1, NUM_PLAYERS + 1)]
 
     def brief(self) -> str:
         text = self.render()

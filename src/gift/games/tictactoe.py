@@ -485,6 +485,14 @@ class TicTacToe(TextGame):
             "Answer with the cell you take, for example (2, 3)."
         )
 
+    @classmethod
+    def oracle_answer(cls, info: dict[str, Any], legal: list[str] | None, rng: Any) -> str | None:
+        """A minimax move on the board rebuilt from `info["moves"]` (ties broken at random)."""
+        board = list(EMPTY_BOARD)
+        for mark, row, col in info["moves"]:
+            board[rc_to_cell(row, col)] = mark
+        return format_move(rng.choice(optimal_moves(tuple(board), info["mark"])))
+
     def brief(self) -> str:
         return (
             f"{format_board(self.board)}\nYou are Player {self.seat} ('{self.mark}'). "
