@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUITE_OF_GAME = {"math-v0": "math", "matrix-v0": "matrix", "tictactoe-v0": "tictactoe", "spy-v0": "spy"}
 """Training game id → the `gift eval --suite` that plays it (other games have no held-out evaluation)."""
 
 
@@ -33,7 +32,10 @@ def eval_suites(games: list[str] | tuple[str, ...], requested: list[str] | None)
     """The suites to evaluate: the requested ones, else those of the run's games that gift eval plays."""
     if requested is not None:
         return list(requested)
-    return [SUITE_OF_GAME[g] for g in games if g in SUITE_OF_GAME]
+    from gift.games.registry import eval_specs
+
+    suite_of = {s.id: s.alias for s in eval_specs()}  # each game's `--suite` name, from its registration
+    return [suite_of[g] for g in games if g in suite_of]
 
 
 def eval_argv(
